@@ -1,0 +1,33 @@
+# keyscope: `make run` serves the demo, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: run test bench clean help
+
+help:
+	@echo "make run    create .venv, install, migrate, seed the demo and serve on 127.0.0.1:\$${PORT:-8000}"
+	@echo "make test   create .venv, install, start throwaway PostgreSQL + Redis and run the suite"
+	@echo "make bench  measure the cost of key verification (see bench/README.md)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.test-installed: requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	scripts/run.sh
+
+test: $(VENV)/.test-installed
+	scripts/with-services.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,41 @@
+"""One exception handler, one error shape (CONTRACT §4).
+
+Validation errors keep DRF's `{"<field>": ["<message>", ...]}` form; every
+other error is `{"detail": "<sentence>", "code": "<code>"}`.
+"""
+
+from typing import Any
+
+from django.db import InterfaceError, OperationalError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from backend.middleware import SERVICE_UNAVAILABLE_BODY, SERVICE_UNAVAILABLE_HEADERS
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state of the resource."
+    default_code = "conflict"
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return Response(SERVICE_UNAVAILABLE_BODY, status=503, headers=SERVICE_UNAVAILABLE_HEADERS)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        if isinstance(response.data, list):
+            response.data = {"non_field_errors": response.data}
+        return response
+    detail = getattr(exc, "detail", None)
+    if isinstance(exc, exceptions.APIException) and not isinstance(detail, (dict, list)):
+        code = getattr(detail, "code", None) or exc.default_code
+        if isinstance(exc, exceptions.Throttled):
+            code = "rate_limited"
+        response.data = {"detail": str(detail), "code": code}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data.setdefault("code", "error")
+    return response

@@ -1,0 +1,12 @@
+"""The request id travels in a context variable so every log line can name it."""
+
+import logging
+from contextvars import ContextVar
+
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
