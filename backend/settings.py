@@ -19,8 +19,9 @@ if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
 
 DEBUG = env.bool("DEBUG", default=False)
-# A bare `pytest` must work without any variable set (STYLE §7).
-TESTING = "pytest" in sys.modules
+# A bare `pytest` (or `manage.py test`, which runs it) must work without any
+# variable set (STYLE §7). `manage.py test` loads settings before pytest.
+TESTING = "pytest" in sys.modules or sys.argv[1:2] == ["test"]
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
@@ -174,7 +175,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["backend.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "backend.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -223,5 +224,6 @@ KEYSCOPE_TRUSTED_PROXIES = env.list("KEYSCOPE_TRUSTED_PROXIES", default=[])
 KEYSCOPE_RATELIMIT_FAIL_OPEN = env.bool("KEYSCOPE_RATELIMIT_FAIL_OPEN", default=True)
 KEYSCOPE_MAX_BODY_BYTES = env.int("KEYSCOPE_MAX_BODY_BYTES", default=1024 * 1024)
 KEYSCOPE_DEMO_PASSWORD = env.str("KEYSCOPE_DEMO_PASSWORD", default="")
+KEYSCOPE_DEMO_PORT = env.int("PORT", default=8000)
 
 TEST_RUNNER = "backend.test_runner.PytestRunner"

@@ -1,9 +1,17 @@
 from django.contrib import admin
-from django.urls import include, re_path
+from django.urls import re_path
 
 from backend.health import healthz
+from deployments.views import ExecuteView, ExecutionDetailView
+from keys.views import KeyIntrospectionView
+
+# Paths answer with and without their trailing slash (CONTRACT §2).
+DEPLOYMENT = r"^api/v1/deployments/(?P<org_slug>[^/]+)/(?P<deployment_slug>[^/]+)"
 
 urlpatterns = [
     re_path(r"^healthz/?$", healthz, name="healthz"),
+    re_path(DEPLOYMENT + r"/execute/?$", ExecuteView.as_view(), name="deployment-execute"),
+    re_path(DEPLOYMENT + r"/executions/(?P<execution_id>[^/]+)/?$", ExecutionDetailView.as_view(), name="execution-detail"),
+    re_path(r"^api/v1/key/?$", KeyIntrospectionView.as_view(), name="key-introspection"),
     re_path(r"^admin/", admin.site.urls),
 ]

@@ -1,0 +1,45 @@
+"""Writing audit events (CONTRACT §7). Only keys/services.py calls this."""
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from keys.models import ApiKey, AuditEvent, DeploymentKey
+
+AuditValue = str | int | bool | list[str] | None
+
+
+def audit_value(value: Any) -> AuditValue:
+    """A JSON-safe rendering of a field value for `changes` (never a secret: callers pass none)."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def key_organization_id(key: ApiKey) -> int:
+    if isinstance(key, DeploymentKey):
+        return key.deployment.organization_id
+    return key.organization_id  # type: ignore[attr-defined]
+
+
+def audit_record(
+    *,
+    key: ApiKey,
+    action: str,
+    actor: AbstractBaseUser | AnonymousUser | None,
+    ip_address: str | None = None,
+    changes: dict[str, tuple[Any, Any]] | None = None,
+) -> AuditEvent:
+    user = actor if actor is not None and actor.is_authenticated else None
+    return AuditEvent.objects.create(
+        organization_id=key_organization_id(key),
+        key_kind=key.KIND,
+        key_id=key.pk,
+        key_name=key.name,
+        action=action,
+        actor=user,
+        actor_username=user.get_username() if user is not None else "",
+        ip_address=ip_address,
+        changes={field: [audit_value(old), audit_value(new)] for field, (old, new) in (changes or {}).items()},
+    )

@@ -1,0 +1,282 @@
+"""Every write to a key goes through here: the API, the admin, commands and tests.
+
+Each function is keyword-only, runs in one transaction, writes its audit event
+and invalidates what it affects, so none of that can be skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from backend.exceptions import Conflict
+from deployments.models import Deployment
+from keys import crypto
+from keys.audit import audit_record, audit_value
+from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, RetiredSecret
+from keys.verification import invalidate_key
+
+Actor = AbstractBaseUser | AnonymousUser | None
+K = TypeVar("K", bound=ApiKey)
+
+MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600
+NAME_MAX_LENGTH = 100
+UPDATABLE_FIELDS = frozenset(
+    {"name", "description", "is_active", "expires_at", "rate_limit_per_minute", "allow_all_deployments", "deployments"}
+)
+NAME_TAKEN = {
+    "deployment": "A key with this name already exists for this deployment.",
+    "global": "A global key with this name already exists in this organization.",
+}
+EMPTY_SCOPE = "A global key must have allow_all_deployments=true or at least one deployment."
+ALLOW_ALL_WITH_LIST = "allow_all_deployments=true cannot be combined with a list of deployments."
+
+
+class KeyRevokedError(Conflict):
+    default_detail = "This key has been revoked; revocation is final."
+    default_code = "key_revoked"
+
+
+def _user(actor: Actor) -> AbstractBaseUser | None:
+    return actor if actor is not None and actor.is_authenticated else None
+
+
+def clean_name(name: Any) -> str:
+    name = str(name or "").strip()
+    if not name:
+        raise ValidationError({"name": "This field may not be blank."})
+    if len(name) > NAME_MAX_LENGTH:
+        raise ValidationError({"name": f"Ensure this field has no more than {NAME_MAX_LENGTH} characters."})
+    return name
+
+
+def validate_expiry(expires_at: datetime | None) -> None:
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "The expiry must be in the future."})
+
+
+def scope_errors(*, allow_all_deployments: bool, deployments: Iterable[Deployment] | None) -> dict[str, str]:
+    """The input rules for a global key's scope (CONTRACT §5), for the API and the admin."""
+    deployments = list(deployments or [])
+    if allow_all_deployments and deployments:
+        return {"deployments": ALLOW_ALL_WITH_LIST}
+    if not allow_all_deployments and not deployments:
+        return {"deployments": EMPTY_SCOPE}
+    return {}
+
+
+def _name_taken(key: ApiKey) -> bool:
+    siblings = type(key).objects.filter(name__iexact=key.name).exclude(pk=key.pk)
+    if isinstance(key, DeploymentKey):
+        return siblings.filter(deployment_id=key.deployment_id).exists()
+    return siblings.filter(organization_id=key.organization_id).exists()  # type: ignore[attr-defined]
+
+
+def _save(key: ApiKey, **kwargs: Any) -> None:
+    """Save, turning a name collision (checked, or lost in a race) into a field error."""
+    if _name_taken(key):
+        raise ValidationError({"name": NAME_TAKEN[key.KIND]})
+    try:
+        with transaction.atomic():
+            key.save(**kwargs)
+    except IntegrityError as exc:
+        if "name" in str(exc).lower() or _name_taken(key):
+            raise ValidationError({"name": NAME_TAKEN[key.KIND]}) from exc
+        raise
+
+
+def _set_scope(key: GlobalApiDeploymentKey, deployments: Iterable[Deployment]) -> None:
+    key.deployments.set(list(deployments))
+
+
+def _scope_slugs(key: ApiKey) -> list[str]:
+    if isinstance(key, GlobalApiDeploymentKey):
+        return sorted(key.deployments.values_list("slug", flat=True))
+    return [key.deployment.slug]  # type: ignore[attr-defined]
+
+
+@transaction.atomic
+def key_issue(
+    *,
+    model: type[K],
+    actor: Actor = None,
+    ip_address: str | None = None,
+    deployments: Iterable[Deployment] | None = None,
+    **fields: Any,
+) -> tuple[K, str]:
+    """Create a key; return the row and the full key, which is never stored."""
+    full_key = crypto.generate_key(model.KIND)
+    user = _user(actor)
+    key = model(
+        digest=crypto.digest(full_key),
+        last4=crypto.last4(full_key),
+        created_by=user,
+        modified_by=user,
+        **fields,
+    )
+    key.name = clean_name(key.name)
+    validate_expiry(key.expires_at)
+    _save(key)
+    changes: dict[str, tuple[Any, Any]] = {
+        "name": (None, key.name),
+        "is_active": (None, key.is_active),
+        "expires_at": (None, key.expires_at),
+        "rate_limit_per_minute": (None, key.rate_limit_per_minute),
+    }
+    if isinstance(key, GlobalApiDeploymentKey):
+        if deployments is not None:
+            _set_scope(key, deployments)
+        changes["allow_all_deployments"] = (None, key.allow_all_deployments)
+    changes["deployments"] = (None, _scope_slugs(key))
+    audit_record(key=key, action=AuditEvent.Action.CREATED, actor=actor, ip_address=ip_address, changes=changes)
+    return key, full_key
+
+
+def _locked(key: K) -> K:
+    return type(key).objects.select_for_update().get(pk=key.pk)
+
+
+@transaction.atomic
+def key_update(*, key: K, actor: Actor, ip_address: str | None = None, **changes: Any) -> K:
+    """Change a key's editable fields. A change of `is_active` is its own activated/deactivated event."""
+    unknown = set(changes) - UPDATABLE_FIELDS
+    if unknown:
+        raise ValidationError({field: "This field cannot be changed." for field in sorted(unknown)})
+    locked = _locked(key)
+    if locked.is_revoked and changes.get("is_active") is True:
+        raise KeyRevokedError("This key has been revoked; it cannot be activated again.")
+
+    before: dict[str, Any] = {field: getattr(locked, field) for field in UPDATABLE_FIELDS - {"deployments"} if hasattr(locked, field)}
+    before_scope = _scope_slugs(locked)
+    new_deployments = changes.pop("deployments", None)
+
+    if "name" in changes:
+        changes["name"] = clean_name(changes["name"])
+    if "expires_at" in changes:
+        validate_expiry(changes["expires_at"])
+    for field, value in changes.items():
+        if field == "allow_all_deployments" and not isinstance(locked, GlobalApiDeploymentKey):
+            raise ValidationError({field: "Only global keys have this field."})
+        setattr(locked, field, value)
+    if new_deployments is not None and not isinstance(locked, GlobalApiDeploymentKey):
+        raise ValidationError({"deployments": "Only global keys have this field."})
+
+    if isinstance(locked, GlobalApiDeploymentKey):
+        if locked.allow_all_deployments:
+            if new_deployments:
+                raise ValidationError({"deployments": ALLOW_ALL_WITH_LIST})
+            # A key that ends up opening everything keeps no list (CONTRACT §5).
+            locked.deployments.clear()
+        elif new_deployments is not None:
+            _set_scope(locked, new_deployments)
+    locked.modified_by = _user(actor)
+    _save(locked)
+
+    diff = {
+        field: (old, getattr(locked, field))
+        for field, old in before.items()
+        if audit_value(old) != audit_value(getattr(locked, field))
+    }
+    after_scope = _scope_slugs(locked)
+    if after_scope != before_scope:
+        diff["deployments"] = (before_scope, after_scope)
+    active_change = diff.pop("is_active", None)
+    if active_change is not None:
+        action = AuditEvent.Action.ACTIVATED if locked.is_active else AuditEvent.Action.DEACTIVATED
+        audit_record(key=locked, action=action, actor=actor, ip_address=ip_address, changes={"is_active": active_change})
+    if diff:
+        audit_record(key=locked, action=AuditEvent.Action.CHANGED, actor=actor, ip_address=ip_address, changes=diff)
+    if diff or active_change is not None:
+        invalidate_key(locked)
+    return locked
+
+
+def key_activate(*, key: K, actor: Actor, ip_address: str | None = None) -> K:
+    return key_update(key=key, actor=actor, ip_address=ip_address, is_active=True)
+
+
+def key_deactivate(*, key: K, actor: Actor, ip_address: str | None = None) -> K:
+    return key_update(key=key, actor=actor, ip_address=ip_address, is_active=False)
+
+
+def _end_grace(key: ApiKey, now: datetime) -> None:
+    RetiredSecret.objects.filter(key_kind=key.KIND, key_id=key.pk, valid_until__gt=now).update(valid_until=now)
+
+
+@transaction.atomic
+def key_rotate(*, key: K, actor: Actor, grace_period_seconds: int = 0, ip_address: str | None = None) -> tuple[K, str]:
+    """Give a key a new secret. The old one works for `grace_period_seconds`, then gets key_revoked.
+
+    Rotations of one key are serialized by the row lock; each ends any earlier grace.
+    """
+    if (
+        isinstance(grace_period_seconds, bool)
+        or not isinstance(grace_period_seconds, int)
+        or not 0 <= grace_period_seconds <= MAX_GRACE_PERIOD_SECONDS
+    ):
+        raise ValidationError(
+            {"grace_period_seconds": f"Ensure this value is an integer from 0 to {MAX_GRACE_PERIOD_SECONDS}."}
+        )
+    locked = _locked(key)
+    if locked.is_revoked:
+        raise KeyRevokedError("This key has been revoked; a revoked key cannot be rotated.")
+    now = timezone.now()
+    _end_grace(locked, now)
+    RetiredSecret.objects.create(
+        digest=locked.digest,
+        key_kind=locked.KIND,
+        key_id=locked.pk,
+        valid_until=now + timedelta(seconds=grace_period_seconds),
+    )
+    old_masked = locked.key_masked
+    retired_digest = locked.digest
+    full_key = crypto.generate_key(locked.KIND)
+    locked.digest = crypto.digest(full_key)
+    locked.last4 = crypto.last4(full_key)
+    locked.modified_by = _user(actor)
+    locked.save(update_fields=["digest", "last4", "modified_by", "modified_at"])
+    audit_record(
+        key=locked,
+        action=AuditEvent.Action.ROTATED,
+        actor=actor,
+        ip_address=ip_address,
+        changes={"key_masked": (old_masked, locked.key_masked), "grace_period_seconds": (None, grace_period_seconds)},
+    )
+    invalidate_key(locked, retired_digests=[retired_digest])
+    return locked, full_key
+
+
+@transaction.atomic
+def key_revoke(*, key: K, actor: Actor, ip_address: str | None = None) -> K:
+    """Revoke for good. Revoking a revoked key changes nothing and writes nothing."""
+    locked = _locked(key)
+    if locked.is_revoked:
+        return locked
+    now = timezone.now()
+    locked.revoked_at = now
+    locked.modified_by = _user(actor)
+    locked.save(update_fields=["revoked_at", "modified_by", "modified_at"])
+    _end_grace(locked, now)
+    audit_record(
+        key=locked,
+        action=AuditEvent.Action.REVOKED,
+        actor=actor,
+        ip_address=ip_address,
+        changes={"revoked_at": (None, now)},
+    )
+    invalidate_key(locked)
+    return locked
+
+
+@transaction.atomic
+def key_delete(*, key: ApiKey, actor: Actor, ip_address: str | None = None) -> None:
+    audit_record(key=key, action=AuditEvent.Action.DELETED, actor=actor, ip_address=ip_address, changes={})
+    invalidate_key(key)
+    RetiredSecret.objects.filter(key_kind=key.KIND, key_id=key.pk).delete()
+    key.delete()
