@@ -4,14 +4,14 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from backend.middleware import service_unavailable
 
 logger = logging.getLogger("keyscope.health")
 
 
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database (and Redis, where configured) answer, else 503."""
     checks = {"database": "ok"}

@@ -11,7 +11,8 @@ from backend.logging import request_id_var
 logger = logging.getLogger("keyscope.request")
 
 # What a proxy or client may hand us as a request id: short and log-safe.
-VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+# Used with fullmatch: `$` alone would let a trailing newline into the logs.
+VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
 
 class RequestIdMiddleware:
@@ -22,7 +23,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-Id", "")
-        request_id = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         token = request_id_var.set(request_id)
         try:

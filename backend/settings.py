@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "backend.middleware.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "organizations.login_throttle.LoginThrottleMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -141,6 +142,9 @@ USE_TZ = True
 # Static files ----------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
+if TESTING:
+    # WhiteNoise warns about a missing STATIC_ROOT before `collectstatic` has run.
+    Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -227,3 +231,25 @@ KEYSCOPE_DEMO_PASSWORD = env.str("KEYSCOPE_DEMO_PASSWORD", default="")
 KEYSCOPE_DEMO_PORT = env.int("PORT", default=8000)
 
 TEST_RUNNER = "backend.test_runner.PytestRunner"
+
+# Verification cache, rate limits, login throttling (see README "Several workers")
+KEYSCOPE_VERIFICATION_CACHE_SECONDS = env.float("KEYSCOPE_VERIFICATION_CACHE_SECONDS", default=1.0)
+KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES = env.int("KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES", default=100_000)
+KEYSCOPE_REDIS_TIMEOUT_SECONDS = env.float("KEYSCOPE_REDIS_TIMEOUT_SECONDS", default=0.25)
+KEYSCOPE_LOGIN_FAILURES_PER_MINUTE = env.int("KEYSCOPE_LOGIN_FAILURES_PER_MINUTE", default=10)
+KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE = env.int("KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE", default=30)
+
+# keyscope: HTTP upstreams (issue 7) -----------------------------------------
+# Fernet keys for upstream credentials: the first encrypts, all decrypt. Put a
+# new key first, run `manage.py reencrypt_upstream_credentials`, then drop the
+# old one. Unset is fine until a deployment stores credentials.
+KEYSCOPE_ENCRYPTION_KEYS = env.list("KEYSCOPE_ENCRYPTION_KEYS", default=[])
+# Internal addresses (loopback, private, link-local...) that upstreams may use
+# anyway: host names, IPs or CIDRs, each optionally with `:port`.
+KEYSCOPE_UPSTREAM_ALLOWED_HOSTS = env.list("KEYSCOPE_UPSTREAM_ALLOWED_HOSTS", default=[])
+KEYSCOPE_MAX_UPSTREAM_RESPONSE_BYTES = env.int("KEYSCOPE_MAX_UPSTREAM_RESPONSE_BYTES", default=10 * 1024 * 1024)
+KEYSCOPE_EXECUTION_RETENTION_DAYS = env.int("KEYSCOPE_EXECUTION_RETENTION_DAYS", default=30)
+KEYSCOPE_DEMO_UPSTREAM_URL = env.str("KEYSCOPE_DEMO_UPSTREAM_URL", default="http://127.0.0.1:8001/")
+# The execute view answers 413 above KEYSCOPE_MAX_BODY_BYTES; Django's own
+# limit must not answer first with a 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(KEYSCOPE_MAX_BODY_BYTES, 2_621_440)

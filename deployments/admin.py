@@ -1,23 +1,142 @@
-from django.contrib import admin
+"""Deployments and executions in the admin, scoped to the user's organizations (CONTRACT §6)."""
 
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from backend.net import client_ip
 from deployments.models import Deployment, Execution
+from deployments.services import UPDATABLE_FIELDS, deployment_create, deployment_delete, deployment_update
+from keys.models import DeploymentKey
+from organizations.admin import OrganizationScopedAdmin
+
+# The deployment's own fields in form order; those the service writes are
+# editable, the others are shown read-only.
+SHOWN_FIELDS = [
+    field.name
+    for field in Deployment._meta.concrete_fields
+    if field.editable and field.name not in {"id", "organization", "slug"}
+]
+EDITABLE_FIELDS = [field for field in SHOWN_FIELDS if field in UPDATABLE_FIELDS]
+CREATE_FIELDS = [field for field in EDITABLE_FIELDS if field in inspect.signature(deployment_create).parameters]
+
+
+class DeploymentKeyInline(admin.TabularInline):
+    """The deployment's keys, masked and read-only: keys are changed on their own pages."""
+
+    model = DeploymentKey
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["name", "key_masked", "status", "expires_at", "last_used_at", "created_at"]
+    readonly_fields = fields
+
+    def has_view_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
+        return request.user.is_staff  # shown only inside a deployment the user may view
+
+    def has_add_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
+        return False
+
+    @admin.display(description="key")
+    def key_masked(self, key: DeploymentKey) -> str:
+        return key.key_masked
+
+    @admin.display(description="status")
+    def status(self, key: DeploymentKey) -> str:
+        return key.status
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(admin.ModelAdmin):
+class DeploymentAdmin(OrganizationScopedAdmin):
+    """Deployments.
+
+    Org admins add, change and delete their organizations' deployments;
+    members see them read-only. The slug is fixed once created. Writes go
+    through deployments/services.py; deleting a deployment deletes its keys
+    (each audited) and executions.
+    """
+
     list_display = ["slug", "name", "organization", "is_active", "runner", "created_at"]
-    list_filter = ["is_active", "organization"]
+    list_filter = ["is_active", ("organization", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["organization"]
     search_fields = ["slug", "name"]
+    inlines = [DeploymentKeyInline]
+
+    def get_fields(self, request: HttpRequest, obj: Deployment | None = None) -> list[str]:
+        return ["organization", "slug", *SHOWN_FIELDS, "created_at", "modified_at", "executions_link"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Deployment | None = None) -> list[str]:
+        editable = CREATE_FIELDS if obj is None else EDITABLE_FIELDS
+        fixed = [field for field in SHOWN_FIELDS if field not in editable]
+        fixed += ["created_at", "modified_at", "executions_link"]
+        return fixed if obj is None else ["organization", "slug", *fixed]
+
+    @admin.display(description="executions")
+    def executions_link(self, deployment: Deployment) -> str:
+        if deployment.pk is None:
+            return "-"
+        url = reverse("admin:deployments_execution_changelist") + f"?deployment__id__exact={deployment.pk}"
+        return format_html('<a href="{}">Executions of this deployment</a>', url)
+
+    def save_model(self, request: HttpRequest, obj: Deployment, form: ModelForm, change: bool) -> None:
+        data = form.cleaned_data
+        if change:
+            changes = {field: data[field] for field in EDITABLE_FIELDS if field in form.changed_data}
+            saved = deployment_update(deployment=obj, actor=request.user, **changes)
+        else:
+            saved = deployment_create(
+                actor=request.user,
+                organization=data["organization"],
+                slug=data["slug"],
+                **{field: data[field] for field in CREATE_FIELDS},
+            )
+        obj.__dict__.update(saved.__dict__)  # the admin logs and redirects with the saved row
+
+    def delete_model(self, request: HttpRequest, obj: Deployment) -> None:
+        deployment_delete(deployment=obj, actor=request.user, ip_address=client_ip(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for deployment in self.administered(request, queryset):
+            self.delete_model(request, deployment)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, set[str], Any]:
+        # The right to delete a deployment is the right to delete its keys and
+        # executions (the service does it); only the deployments are checked.
+        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
+        lacking = {Deployment._meta.verbose_name for obj in objs if not self.has_delete_permission(request, obj)}
+        return deleted, counts, lacking, protected
 
 
 @admin.register(Execution)
-class ExecutionAdmin(admin.ModelAdmin):
-    list_display = ["id", "deployment", "status", "http_status", "elapsed_ms", "key_name", "created_at"]
-    list_filter = ["status"]
+class ExecutionAdmin(OrganizationScopedAdmin):
+    """Executions: read-only for everyone, visible to the members of the deployment's organization."""
+
+    organization_path = "deployment__organization"
+    list_display = ["created_at", "deployment", "status", "http_status", "elapsed_ms", "key_name", "key_kind"]
+    list_filter = ["status", "key_kind", ("deployment", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["deployment__organization"]
+    search_fields = ["key_name", "deployment__slug"]
     date_hierarchy = "created_at"
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
         return False

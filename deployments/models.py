@@ -1,8 +1,16 @@
+import json
 import uuid
 
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from deployments import encryption
+from deployments.upstream import validate_upstream_headers, validate_upstream_url
 from organizations.models import Organization
+
+MIN_TIMEOUT_SECONDS = 1
+MAX_TIMEOUT_SECONDS = 300
 
 
 class Deployment(models.Model):
@@ -10,6 +18,7 @@ class Deployment(models.Model):
 
     class Runner(models.TextChoices):
         ECHO = "echo", "Echo (returns the request body)"
+        HTTP = "http", "HTTP (posts the request body to the upstream URL)"
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deployments")
     slug = models.SlugField(max_length=100, help_text="Part of the URL; fixed once created.")
@@ -17,17 +26,67 @@ class Deployment(models.Model):
     description = models.TextField(blank=True, default="")
     is_active = models.BooleanField(default=True)
     runner = models.CharField(max_length=16, choices=Runner.choices, default=Runner.ECHO)
+    upstream_url = models.URLField(
+        max_length=2000,
+        blank=True,
+        default="",
+        validators=[validate_upstream_url],
+        help_text="Where the http runner posts the request body (http or https; internal addresses are refused).",
+    )
+    timeout_seconds = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[MinValueValidator(MIN_TIMEOUT_SECONDS), MaxValueValidator(MAX_TIMEOUT_SECONDS)],
+        help_text=f"How long the http runner waits for the upstream ({MIN_TIMEOUT_SECONDS} to {MAX_TIMEOUT_SECONDS} seconds).",
+    )
+    # A Fernet token of the JSON header map (deployments/encryption.py); "" when there is none.
+    # Write-only: set with set_upstream_headers(), read with upstream_headers().
+    upstream_headers_encrypted = models.TextField(blank=True, default="", editable=False)
+    # The names in plaintext, so they can be shown without decrypting anything.
+    upstream_header_names = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     modified_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["organization", "slug"], name="deployment_slug_unique_per_organization"),
+            models.CheckConstraint(
+                condition=models.Q(timeout_seconds__gte=MIN_TIMEOUT_SECONDS, timeout_seconds__lte=MAX_TIMEOUT_SECONDS),
+                name="deployment_timeout_seconds_in_range",
+            ),
         ]
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.organization.slug}/{self.slug}"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.runner == self.Runner.HTTP and not self.upstream_url:
+            raise ValidationError({"upstream_url": "The http runner needs an upstream URL."})
+
+    @property
+    def has_upstream_headers(self) -> bool:
+        return bool(self.upstream_headers_encrypted)
+
+    def set_upstream_headers(self, headers: dict[str, str] | None) -> None:
+        """Replace the headers added to upstream calls (encrypted; {} or None clears them). Call save() after.
+
+        Raises ValidationError for a bad map and encryption.CredentialsError when
+        KEYSCOPE_ENCRYPTION_KEYS is missing or wrong: never stored in plaintext.
+        """
+        headers = validate_upstream_headers(headers)
+        if not headers:
+            self.upstream_headers_encrypted = ""
+            self.upstream_header_names = []
+            return
+        self.upstream_headers_encrypted = encryption.encrypt(json.dumps(headers, separators=(",", ":")))
+        self.upstream_header_names = sorted(headers, key=str.lower)
+
+    def upstream_headers(self) -> dict[str, str]:
+        """The decrypted header map; raises encryption.CredentialsError when it cannot be read."""
+        if not self.upstream_headers_encrypted:
+            return {}
+        return json.loads(encryption.decrypt(self.upstream_headers_encrypted))
 
 
 class Execution(models.Model):

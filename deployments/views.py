@@ -6,6 +6,7 @@ import time
 import uuid
 from typing import Any
 
+from django.conf import settings
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,8 +15,8 @@ from rest_framework.views import APIView
 from backend.net import client_ip
 from deployments.models import Deployment, Execution
 from deployments.runners import RunContext, get_runner
-from keys.authentication import ApiKeyAuthentication, HasApiKey, KeyAuth
-from keys.verification import can_execute
+from keys.authentication import ApiKeyAuthentication, HasApiKey, KeyAuth, rate_limit_headers
+from keys.verification import DeploymentRef, can_execute, find_deployment
 
 
 class DeploymentNotInScope(exceptions.PermissionDenied):
@@ -28,20 +29,34 @@ class DeploymentInactive(exceptions.PermissionDenied):
     default_code = "deployment_inactive"
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+def check_body_size(request: Request) -> None:
+    """413 before anything is read (by Content-Length) and again on the body itself."""
+    limit = settings.KEYSCOPE_MAX_BODY_BYTES
+    detail = f"The request body is larger than {limit} bytes."
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit or len(request.body) > limit:
+        raise PayloadTooLarge(detail)
+
+
 NOT_FOUND = "No deployment with this name exists for this key's organization."
 
 
-def resolve_deployment(auth: KeyAuth, org_slug: str, deployment_slug: str) -> Deployment:
+def resolve_deployment(auth: KeyAuth, org_slug: str, deployment_slug: str) -> DeploymentRef:
     """The deployment a verified key asks for, or the contract's 404/403 (CONTRACT §4 order)."""
     key = auth.key
     # Another organization's slug is answered like a missing deployment, without a query.
     if org_slug != key.organization_slug:
         raise exceptions.NotFound(NOT_FOUND)
-    deployment = (
-        Deployment.objects.filter(organization_id=key.organization_id, slug=deployment_slug)
-        .only("id", "organization_id", "slug", "is_active", "runner")
-        .first()
-    )
+    deployment = find_deployment(key.organization_id, deployment_slug)
     if deployment is None:
         raise exceptions.NotFound(NOT_FOUND)
     if not can_execute(key, deployment.id, deployment.organization_id):
@@ -68,27 +83,48 @@ class ClientAPIView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
 
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        for name, value in rate_limit_headers(self.request, exc).items():
+            response[name] = value
+        return response
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for name, value in rate_limit_headers(request).items():
+            response.headers.setdefault(name, value)
+        return response
+
 
 class ExecuteView(ClientAPIView):
     def post(self, request: Request, org_slug: str, deployment_slug: str) -> Response:
         deployment = resolve_deployment(request.auth, org_slug, deployment_slug)
+        check_body_size(request)
         payload = request.data
         if not isinstance(payload, dict):
             raise exceptions.ParseError("The request body must be a JSON object.")
         key = request.auth.key
         execution = Execution(
-            deployment=deployment,
+            deployment_id=deployment.id,
             request=payload,
             key_kind=key.kind,
             key_id=key.id,
             key_name=key.name,
             client_ip=client_ip(request),
         )
+        # The echo runner needs nothing of the row; others get it whole (one query beside an upstream call).
+        target = deployment if deployment.runner == Deployment.Runner.ECHO else Deployment.objects.get(pk=deployment.id)
         started = time.perf_counter()
         outcome = get_runner(deployment.runner).run(
-            deployment=deployment,
+            deployment=target,
             payload=payload,
-            context=RunContext(organization_slug=key.organization_slug, key_id=key.id, execution_id=str(execution.id)),
+            context=RunContext(
+                organization_slug=key.organization_slug,
+                key_id=key.id,
+                execution_id=str(execution.id),
+                deployment_slug=deployment.slug,
+                query_string=request.META.get("QUERY_STRING", ""),
+            ),
         )
         execution.elapsed_ms = int((time.perf_counter() - started) * 1000)
         execution.result = outcome.result

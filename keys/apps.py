@@ -2,5 +2,10 @@ from django.apps import AppConfig
 
 
 class KeysConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'keys'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "keys"
+
+    def ready(self) -> None:
+        from keys import signals
+
+        signals.connect()

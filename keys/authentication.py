@@ -2,7 +2,8 @@
 
 `Authorization: Bearer <key>` or `X-Api-Key: <key>`. The typed prefix picks the
 table, so deployment keys are looked up among deployment keys only and global
-keys among global keys only; junk is refused before any query.
+keys among global keys only; junk is refused before any query. Checks run in
+the contract's order: failed-auth throttle, key status, then the key's rate limit.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from keys import crypto
-from keys.verification import VerifiedKey, lookup, touch_last_used
+from backend.net import client_ip
+from keys import crypto, ratelimit
+from keys.verification import VerifiedKey, cached_lookup, touch_last_used
 
 FAILURE_DETAILS = {
     "invalid_key": "The API key is malformed or unknown.",
@@ -32,6 +34,7 @@ class KeyAuth:
     """What `request.auth` holds for a key-authenticated request."""
 
     key: VerifiedKey
+    rate_limit: ratelimit.RateLimit | None = None
 
     @property
     def kind(self) -> str:
@@ -50,6 +53,16 @@ class KeyAuth:
         return self.key.organization_slug
 
 
+class RateLimited(exceptions.Throttled):
+    default_code = "rate_limited"
+
+    def __init__(self, detail: str, wait: int, rate_limit: ratelimit.RateLimit | None = None) -> None:
+        super().__init__(wait=wait, detail=detail, code="rate_limited")
+        # DRF's Throttled appends "Expected available in N seconds." to the detail.
+        self.detail = exceptions.ErrorDetail(detail, code="rate_limited")
+        self.rate_limit = rate_limit
+
+
 def offered_key(request: Request) -> str | None:
     """The key the client offered, "" for an empty `Bearer`, None when it offered none.
 
@@ -63,7 +76,11 @@ def offered_key(request: Request) -> str | None:
     return api_key or None
 
 
-def authentication_failed(code: str) -> exceptions.AuthenticationFailed:
+def refuse(request: Request, code: str) -> exceptions.APIException:
+    """A failed authentication: counted against the client address, 429 once it is over its limit."""
+    throttled, reset = ratelimit.record_failed_auth(client_ip(request))
+    if throttled:
+        return RateLimited("Too many failed authentications from this address. Try again later.", wait=reset)
     return exceptions.AuthenticationFailed(FAILURE_DETAILS[code], code=code)
 
 
@@ -74,16 +91,20 @@ class ApiKeyAuthentication(BaseAuthentication):
             return None
         kind = crypto.key_kind(candidate)
         if kind is None:
-            raise authentication_failed("invalid_key")
-        key = lookup(kind, crypto.digest(candidate))
+            raise refuse(request, "invalid_key")
+        key = cached_lookup(kind, crypto.digest(candidate))
         if key is None:
-            raise authentication_failed("invalid_key")
+            raise refuse(request, "invalid_key")
         now = timezone.now()
         failure = key.failure_at(now)
         if failure is not None:
-            raise authentication_failed(failure)
+            raise refuse(request, failure)
+        limit = ratelimit.check_key(key)
+        ratelimit.record_usage(key.id)
         touch_last_used(key, now)
-        return AnonymousUser(), KeyAuth(key=key)
+        if limit is not None and limit.exceeded:
+            raise RateLimited("This key is over its rate limit. Try again later.", wait=limit.reset, rate_limit=limit)
+        return AnonymousUser(), KeyAuth(key=key, rate_limit=limit)
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"
@@ -94,3 +115,9 @@ class HasApiKey(BasePermission):
 
     def has_permission(self, request: Request, view: object) -> bool:
         return isinstance(request.auth, KeyAuth)
+
+
+def rate_limit_headers(request: Request, exc: Exception | None = None) -> dict[str, str]:
+    """The IETF RateLimit fields for a response to a limited key, 429s included."""
+    limit = getattr(exc, "rate_limit", None) or getattr(request.auth, "rate_limit", None)
+    return limit.headers() if limit is not None else {}

@@ -223,6 +223,10 @@ class AuditEventQuerySet(models.QuerySet):
     def update(self, **kwargs: Any) -> int:
         raise ValidationError("Audit events cannot be changed.")
 
+    def delete(self) -> Any:
+        # Bulk deletion (the admin's delete action) bypasses AuditEvent.delete().
+        raise ValidationError("Audit events cannot be deleted.")
+
 
 class AuditEvent(models.Model):
     """An append-only record of one change to a key. Outlives the key and its deployment."""

@@ -1,7 +1,8 @@
 """Every write to a key goes through here: the API, the admin, commands and tests.
 
-Each function is keyword-only, runs in one transaction, writes its audit event
-and invalidates what it affects, so none of that can be skipped.
+Each function is keyword-only, runs in one transaction and writes its audit
+event, so none of that can be skipped. Cache invalidation hangs on the model signals
+(keys/signals.py), so it covers every other ORM path too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from deployments.models import Deployment
 from keys import crypto
 from keys.audit import audit_record, audit_value
 from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, RetiredSecret
-from keys.verification import invalidate_key
 
 Actor = AbstractBaseUser | AnonymousUser | None
 K = TypeVar("K", bound=ApiKey)
@@ -192,8 +192,6 @@ def key_update(*, key: K, actor: Actor, ip_address: str | None = None, **changes
         audit_record(key=locked, action=action, actor=actor, ip_address=ip_address, changes={"is_active": active_change})
     if diff:
         audit_record(key=locked, action=AuditEvent.Action.CHANGED, actor=actor, ip_address=ip_address, changes=diff)
-    if diff or active_change is not None:
-        invalidate_key(locked)
     return locked
 
 
@@ -248,7 +246,6 @@ def key_rotate(*, key: K, actor: Actor, grace_period_seconds: int = 0, ip_addres
         ip_address=ip_address,
         changes={"key_masked": (old_masked, locked.key_masked), "grace_period_seconds": (None, grace_period_seconds)},
     )
-    invalidate_key(locked, retired_digests=[retired_digest])
     return locked, full_key
 
 
@@ -270,13 +267,11 @@ def key_revoke(*, key: K, actor: Actor, ip_address: str | None = None) -> K:
         ip_address=ip_address,
         changes={"revoked_at": (None, now)},
     )
-    invalidate_key(locked)
     return locked
 
 
 @transaction.atomic
 def key_delete(*, key: ApiKey, actor: Actor, ip_address: str | None = None) -> None:
     audit_record(key=key, action=AuditEvent.Action.DELETED, actor=actor, ip_address=ip_address, changes={})
-    invalidate_key(key)
     RetiredSecret.objects.filter(key_kind=key.KIND, key_id=key.pk).delete()
     key.delete()

@@ -8,13 +8,17 @@ cached and compared cheaply.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
+from deployments.models import Deployment
 from keys import crypto
+from keys.cache import MISSING, local_cache
 from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey, GlobalKeyDeployment, RetiredSecret
 
+LAST_USED_RESOLUTION_SECONDS = 60
 MODEL_BY_KIND: dict[str, type[ApiKey]] = {"deployment": DeploymentKey, "global": GlobalApiDeploymentKey}
 
 
@@ -115,28 +119,82 @@ def lookup(kind: crypto.KeyKind, key_digest: str) -> VerifiedKey | None:
     return _record(kind, row, retired_valid_until=retired["valid_until"])
 
 
+UNKNOWN = "unknown"  # the negative entry: no key ever had this digest
+
+
+def cached_lookup(kind: crypto.KeyKind, key_digest: str) -> VerifiedKey | None:
+    """`lookup`, answered from this worker's cache when it can be (a miss is not an unknown key)."""
+    entry = local_cache.get(("key", key_digest))
+    if entry is UNKNOWN:
+        return None
+    if entry is not MISSING:
+        return entry
+    generation = local_cache.generation
+    key = lookup(kind, key_digest)
+    local_cache.set(("key", key_digest), UNKNOWN if key is None else key, generation)
+    return key
+
+
+@dataclass(frozen=True)
+class DeploymentRef:
+    id: int
+    organization_id: int
+    slug: str
+    is_active: bool
+    runner: str
+
+
+def find_deployment(organization_id: int, slug: str) -> DeploymentRef | None:
+    """The deployment `slug` of an organization, cached per worker like keys."""
+    cache_key = ("deployment", organization_id, slug)
+    entry = local_cache.get(cache_key)
+    if entry is not MISSING:
+        return entry
+    generation = local_cache.generation
+    row = (
+        Deployment.objects.filter(organization_id=organization_id, slug=slug)
+        .values_list("id", "organization_id", "slug", "is_active", "runner")
+        .first()
+    )
+    deployment = DeploymentRef(*row) if row is not None else None
+    local_cache.set(cache_key, deployment, generation)
+    return deployment
+
+
 def can_execute(key: VerifiedKey, deployment_id: int, deployment_organization_id: int) -> bool:
-    """Whether the key's scope holds this deployment (its organization already matched)."""
+    """Whether the key's scope holds this deployment.
+
+    A selected-scope key costs one indexed EXISTS per (key, deployment) pair at most,
+    cached per pair, so the check stays flat however many deployments the key lists.
+    """
     if deployment_organization_id != key.organization_id:
         return False
     if key.kind == "deployment":
         return key.deployment_id == deployment_id
     if key.allow_all_deployments:
         return True
-    return GlobalKeyDeployment.objects.filter(key_id=key.id, deployment_id=deployment_id).exists()
+    cache_key = ("scope", key.id, deployment_id)
+    entry = local_cache.get(cache_key)
+    if entry is not MISSING:
+        return entry
+    generation = local_cache.generation
+    allowed = GlobalKeyDeployment.objects.filter(key_id=key.id, deployment_id=deployment_id).exists()
+    local_cache.set(cache_key, allowed, generation)
+    return allowed
+
+
+_last_touched: dict[str, datetime] = {}
 
 
 def touch_last_used(key: VerifiedKey, now: datetime | None = None) -> None:
-    """Write `last_used_at` at most once a minute per key, never once per request."""
+    """Write `last_used_at` at most once a minute per key and worker, never once per request."""
     now = now or timezone.now()
-    if key.last_used_at is not None and (now - key.last_used_at).total_seconds() < 60:
+    threshold = now - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
+    seen = _last_touched.get(key.id) or key.last_used_at
+    if seen is not None and seen > threshold:
         return
-    MODEL_BY_KIND[key.kind].objects.filter(pk=key.id).update(last_used_at=now)
-
-
-def invalidate_key(key: ApiKey, retired_digests: list[str] | None = None) -> None:
-    """Forget what is remembered about a key after a write.
-
-    Verification reads the database on every request for now, so there is
-    nothing to forget yet; the verification cache hooks in here.
-    """
+    _last_touched[key.id] = now
+    # The condition keeps several workers from all writing in the same minute.
+    MODEL_BY_KIND[key.kind].objects.filter(pk=key.id).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lte=threshold)
+    ).update(last_used_at=now)

@@ -1,6 +1,163 @@
+"""The admin for org admins (CONTRACT §6): everything is scoped by membership.
+
+`OrganizationScopedAdmin` is the base of every keyscope ModelAdmin. A staff
+user sees the objects of the organizations they belong to and changes those of
+the organizations they administer; a superuser sees and changes everything.
+Permissions come from memberships alone, so an org admin needs no hand-granted
+Django model permissions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import Model, QuerySet
+from django.forms.models import ModelChoiceField
+from django.http import HttpRequest, HttpResponse
 
 from organizations.models import Membership, Organization
+from organizations.permissions import organizations_of
+
+_ORG_IDS_CACHE = "_keyscope_organization_ids"
+_SERVICE_ERRORS = "_keyscope_service_errors"
+
+
+def organization_ids(request: HttpRequest, *, admin_only: bool) -> frozenset[int]:
+    """The organizations the user belongs to (or administers), computed once per request."""
+    cache: dict[bool, frozenset[int]] = request.__dict__.setdefault(_ORG_IDS_CACHE, {})
+    if admin_only not in cache:
+        cache[admin_only] = frozenset(organizations_of(request.user, admin_only=admin_only).values_list("pk", flat=True))
+    return cache[admin_only]
+
+
+def add_errors_to_form(form: forms.BaseForm, error: ValidationError) -> None:
+    """Show a service's ValidationError on the form; fields the form lacks become non-field errors."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error)
+        return
+    for field, messages in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, messages)
+
+
+class OrganizationScopedAdmin(admin.ModelAdmin):
+    """Querysets, choices and permissions that follow memberships.
+
+    `organization_path` is the lookup from the model to its Organization
+    ("pk" for Organization itself). Members see (read-only); admins change.
+    Writes are left to the services: a ValidationError a service raises while
+    saving becomes an error on the re-rendered form, not a server error.
+    """
+
+    organization_path = "organization"
+
+    # Scoping ------------------------------------------------------------------
+
+    def organization_id_of(self, obj: Model) -> int | None:
+        if self.organization_path == "pk":
+            return obj.pk
+        *relations, last = self.organization_path.split("__")
+        for relation in relations:
+            obj = getattr(obj, relation)
+        return getattr(obj, f"{last}_id")
+
+    def viewable_organization_ids(self, request: HttpRequest) -> frozenset[int]:
+        return organization_ids(request, admin_only=False)
+
+    def administered_organization_ids(self, request: HttpRequest) -> frozenset[int]:
+        return organization_ids(request, admin_only=True)
+
+    def scoped(self, queryset: QuerySet, request: HttpRequest, *, admin_only: bool) -> QuerySet:
+        if request.user.is_superuser:
+            return queryset
+        ids = organization_ids(request, admin_only=admin_only)
+        return queryset.filter(**{f"{self.organization_path}__in": ids})
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return self.scoped(super().get_queryset(request), request, admin_only=False)
+
+    def administered(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """The part of `queryset` the user may change (what actions act on)."""
+        return self.scoped(queryset, request, admin_only=True)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> ModelChoiceField | None:
+        queryset = self.choices_for(db_field.related_model, request)
+        if queryset is not None:
+            kwargs["queryset"] = queryset
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def choices_for(self, model: type[Model], request: HttpRequest) -> QuerySet | None:
+        """Foreign-key choices: the organizations the user administers, and their deployments."""
+        from deployments.models import Deployment
+
+        if request.user.is_superuser:
+            return None
+        ids = self.administered_organization_ids(request)
+        if model is Organization:
+            return Organization.objects.filter(pk__in=ids)
+        if model is Deployment:
+            return Deployment.objects.filter(organization_id__in=ids).select_related("organization")
+        return None
+
+    # Permissions -----------------------------------------------------------------
+
+    def _allowed(self, request: HttpRequest, obj: Model | None, *, admin_only: bool) -> bool:
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        if user.is_superuser:
+            return True
+        ids = organization_ids(request, admin_only=admin_only)
+        if obj is None:
+            return bool(ids)
+        return self.organization_id_of(obj) in ids
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._allowed(request, None, admin_only=False)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._allowed(request, obj, admin_only=False)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._allowed(request, None, admin_only=True)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._allowed(request, obj, admin_only=True)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._allowed(request, obj, admin_only=True)
+
+    # Service errors on the form ---------------------------------------------------
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as error:
+            # The service judged the input (a taken name, a lost race): its
+            # transaction rolled back; render the form again with its answer.
+            if request.method != "POST" or _SERVICE_ERRORS in request.__dict__:
+                raise
+            request.__dict__[_SERVICE_ERRORS] = error
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        error = request.__dict__.get(_SERVICE_ERRORS)
+        if error is None:
+            return form
+
+        class FormWithServiceErrors(form):  # type: ignore[misc, valid-type]
+            def clean(self) -> dict[str, Any]:
+                cleaned_data = super().clean()
+                add_errors_to_form(self, error)
+                return cleaned_data
+
+        FormWithServiceErrors.__name__ = form.__name__
+        return FormWithServiceErrors
 
 
 class MembershipInline(admin.TabularInline):
@@ -8,17 +165,60 @@ class MembershipInline(admin.TabularInline):
     extra = 0
     autocomplete_fields = ["user"]
 
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.is_staff  # the parent's view permission already applies
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.is_superuser
+
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(OrganizationScopedAdmin):
+    """Organizations.
+
+    Superusers: everything. Org admins: view their organizations and change
+    the name and default rate limit (the slug is fixed); they cannot add or
+    delete organizations. Members: view only. Memberships are listed inline;
+    only superusers change them, because adding a member means choosing among
+    every user of the installation.
+    """
+
+    organization_path = "pk"
     list_display = ["slug", "name", "default_rate_limit_per_minute", "created_at"]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Organization | None = None) -> list[str]:
+        return ["created_at"] if request.user.is_superuser else ["slug", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Organization | None = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(OrganizationScopedAdmin):
+    """Memberships: visible to the members of the organization; only superusers add, change or delete."""
+
     list_display = ["user", "organization", "role", "created_at"]
-    list_filter = ["role", "organization"]
+    list_filter = ["role", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["user__username", "organization__slug"]
     autocomplete_fields = ["user", "organization"]
+    list_select_related = ["user", "organization"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Membership | None = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Membership | None = None) -> bool:
+        return request.user.is_active and request.user.is_superuser

@@ -54,3 +54,35 @@ def global_all_key_b(org_b, deployment_b1):
 
 def bearer(full_key: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {full_key}"}
+
+
+def x_api_key(full_key: str) -> dict[str, str]:
+    return {"HTTP_X_API_KEY": full_key}
+
+
+def execute_url(org_slug: str, deployment_slug: str, trailing_slash: bool = True) -> str:
+    return f"/api/v1/deployments/{org_slug}/{deployment_slug}/execute" + ("/" if trailing_slash else "")
+
+
+def execution_url(org_slug: str, deployment_slug: str, execution_id: str) -> str:
+    return f"/api/v1/deployments/{org_slug}/{deployment_slug}/executions/{execution_id}/"
+
+
+def execute(client, org_slug: str, deployment_slug: str, full_key: str | None = None, body=None, **extra):
+    """POST a JSON body to a deployment's execute endpoint, with the key as a Bearer token."""
+    headers = bearer(full_key) if full_key is not None else {}
+    headers.update(extra)
+    return client.post(
+        execute_url(org_slug, deployment_slug), data=body if body is not None else {}, content_type="application/json", **headers
+    )
+
+
+def assert_error(response, status: int, code: str) -> None:
+    """The contract's error shape: exactly {"detail", "code"}; every 401 challenges for Bearer."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"detail", "code"}, body
+    assert body["code"] == code
+    assert isinstance(body["detail"], str) and body["detail"]
+    if status == 401:
+        assert response["WWW-Authenticate"] == "Bearer"

@@ -7,7 +7,7 @@ from django.db import transaction
 
 from deployments.models import Deployment
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
-from keys.services import key_rotate
+from keys.services import key_rotate, key_update
 from organizations.models import Membership, Organization
 
 DEMO_ORG_SLUG = "demo"
@@ -15,11 +15,12 @@ DEMO_USERNAME = "demo-admin"
 DEMO_DEPLOYMENTS = [
     ("summarize", "Summarize", "Returns a summary of the posted document (echo runner)."),
     ("classify", "Classify", "Labels the posted document (echo runner)."),
-    ("extract", "Extract", "Pulls fields out of the posted document (echo runner)."),
 ]
+# Calls scripts/demo_upstream.py, which `make run` starts (KEYSCOPE_DEMO_UPSTREAM_URL).
+DEMO_HTTP_DEPLOYMENT = ("extract", "Extract", "Posts the document to the demo upstream (http runner).")
 DEMO_DEPLOYMENT_KEY = "Demo summarize key"
 DEMO_GLOBAL_KEY = "Demo global key"
-DEMO_GLOBAL_SCOPE = ["summarize", "classify"]
+DEMO_GLOBAL_SCOPE = ["summarize", "classify", "extract"]
 
 
 class Command(BaseCommand):
@@ -64,17 +65,35 @@ class Command(BaseCommand):
             )
             if created:
                 self.stdout.write(f"Deployment: {org.slug}/{slug}")
+        http_slug, http_name, http_description = DEMO_HTTP_DEPLOYMENT
+        http_deployment, http_created = Deployment.objects.get_or_create(
+            organization=org,
+            slug=http_slug,
+            defaults={
+                "name": http_name,
+                "description": http_description,
+                "runner": Deployment.Runner.HTTP,
+                "upstream_url": settings.KEYSCOPE_DEMO_UPSTREAM_URL,
+            },
+        )
+        deployments[http_slug] = http_deployment
+        if http_created:
+            if settings.KEYSCOPE_ENCRYPTION_KEYS:
+                # Shows credentials at work: the demo upstream reports that an Authorization arrived.
+                http_deployment.set_upstream_headers({"Authorization": f"Bearer demo-{secrets.token_urlsafe(16)}"})
+                http_deployment.save()
+            self.stdout.write(f"Deployment: {org.slug}/{http_slug} (calls {settings.KEYSCOPE_DEMO_UPSTREAM_URL})")
 
-        issued: list[tuple[str, str, str]] = []
+        issued: list[tuple[str, str, tuple[str, ...]]] = []
         deployment_key = DeploymentKey.objects.filter(deployment=deployments["summarize"], name=DEMO_DEPLOYMENT_KEY).first()
         if deployment_key is None:
             deployment_key, full_key = DeploymentKey.objects.issue(
                 deployment=deployments["summarize"], name=DEMO_DEPLOYMENT_KEY
             )
-            issued.append(("Deployment key (summarize only)", full_key, "summarize"))
+            issued.append(("Deployment key (summarize only)", full_key, ("summarize",)))
         elif reset and not deployment_key.is_revoked:
             deployment_key, full_key = key_rotate(key=deployment_key, actor=None)
-            issued.append(("Deployment key (summarize only)", full_key, "summarize"))
+            issued.append(("Deployment key (summarize only)", full_key, ("summarize",)))
         global_key = GlobalApiDeploymentKey.objects.filter(organization=org, name=DEMO_GLOBAL_KEY).first()
         if global_key is None:
             global_key, full_key = GlobalApiDeploymentKey.objects.issue(
@@ -82,17 +101,22 @@ class Command(BaseCommand):
                 name=DEMO_GLOBAL_KEY,
                 deployments=[deployments[slug] for slug in DEMO_GLOBAL_SCOPE],
             )
-            issued.append(("Global key (summarize, classify)", full_key, "classify"))
-        elif reset and not global_key.is_revoked:
-            global_key, full_key = key_rotate(key=global_key, actor=None)
-            issued.append(("Global key (summarize, classify)", full_key, "classify"))
+            issued.append(("Global key (summarize, classify, extract)", full_key, ("classify", "extract")))
+        else:
+            if http_created and not global_key.allow_all_deployments:
+                # The http deployment was (re)made after the global key: let the key call it again.
+                key_update(key=global_key, actor=None, deployments=[*global_key.deployments.all(), http_deployment])
+            if reset and not global_key.is_revoked:
+                global_key, full_key = key_rotate(key=global_key, actor=None)
+                issued.append(("Global key (summarize, classify, extract)", full_key, ("classify", "extract")))
 
-        for label, full_key, slug in issued:
+        for label, full_key, slugs in issued:
             self.stdout.write(f"{label}: {full_key}")
-            self.stdout.write(
-                f"  curl -s -X POST {base_url}/api/v1/deployments/{org.slug}/{slug}/execute/ "
-                f"-H 'Authorization: Bearer {full_key}' -H 'Content-Type: application/json' "
-                """-d '{"text": "hello"}'"""
-            )
+            for slug in slugs:
+                self.stdout.write(
+                    f"  curl -s -X POST {base_url}/api/v1/deployments/{org.slug}/{slug}/execute/ "
+                    f"-H 'Authorization: Bearer {full_key}' -H 'Content-Type: application/json' "
+                    """-d '{"text": "hello"}'"""
+                )
         if issued:
             self.stdout.write("Keys are shown once; keep them now. `seed_demo --reset` rotates them.")

@@ -1,0 +1,123 @@
+"""Management API for deployments and executions (CONTRACT §5): thin viewsets over deployments/services.py."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from backend.net import client_ip
+from deployments.models import Deployment, Execution
+from deployments.serializers import (
+    DeploymentCreateSerializer,
+    DeploymentSerializer,
+    DeploymentUpdateSerializer,
+    ExecutionFilterSerializer,
+    ExecutionSerializer,
+)
+from deployments.services import deployment_create, deployment_delete, deployment_update
+from organizations.api import OrganizationViewSet, query_filters
+
+DEPLOYMENT_NOT_FOUND = "No deployment with this slug exists in this organization."
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List deployments"),
+    create=extend_schema(summary="Create a deployment", request=DeploymentCreateSerializer, responses={201: DeploymentSerializer}),
+    retrieve=extend_schema(summary="Read a deployment"),
+    partial_update=extend_schema(
+        summary="Change a deployment",
+        request=DeploymentUpdateSerializer,
+        responses={200: DeploymentSerializer},
+        description="`name`, `description` and `is_active`; the slug is fixed once created.",
+    ),
+    destroy=extend_schema(
+        summary="Delete a deployment",
+        description="Deletes its deployment keys (each audited `deleted`) and its executions, "
+        "and removes it from global keys' scopes.",
+    ),
+)
+class DeploymentViewSet(OrganizationViewSet):
+    """The organization's deployments. Members read; admins create, change and delete."""
+
+    schema_tags = ["deployments"]
+    serializer_class = DeploymentSerializer
+    queryset = Deployment.objects.none()
+    lookup_field = "slug"
+
+    def get_queryset(self) -> QuerySet:
+        if self.is_schema_generation():
+            return Deployment.objects.none()
+        return Deployment.objects.filter(organization=self.organization)
+
+    def get_object(self) -> Deployment:
+        deployment = self.get_queryset().filter(slug=self.kwargs["slug"]).first()
+        if deployment is None:
+            raise exceptions.NotFound(DEPLOYMENT_NOT_FOUND)
+        return deployment
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.paginated(self.get_queryset(), DeploymentSerializer)
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(DeploymentSerializer(self.get_object()).data)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = DeploymentCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        deployment = deployment_create(organization=self.organization, actor=request.user, **serializer.validated_data)
+        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        deployment = self.get_object()
+        serializer = DeploymentUpdateSerializer(deployment, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        deployment = deployment_update(deployment=deployment, actor=request.user, **serializer.validated_data)
+        return Response(DeploymentSerializer(deployment).data)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        deployment_delete(deployment=self.get_object(), actor=request.user, ip_address=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List executions",
+        parameters=[
+            OpenApiParameter("deployment", str, description="Only executions of this deployment (slug)."),
+            OpenApiParameter("key_id", uuid.UUID, description="Only executions by this key."),
+            OpenApiParameter("status", str, enum=Execution.Status.values, description="Only executions in this status."),
+            OpenApiParameter("since", datetime, description="Only executions at or after this time (ISO 8601)."),
+        ],
+    )
+)
+class ExecutionViewSet(OrganizationViewSet):
+    """Executions of the organization's deployments, newest first. Read-only."""
+
+    schema_tags = ["executions"]
+    serializer_class = ExecutionSerializer
+    queryset = Execution.objects.none()
+
+    def get_queryset(self) -> QuerySet:
+        if self.is_schema_generation():
+            return Execution.objects.none()
+        return Execution.objects.filter(deployment__organization=self.organization).select_related("deployment")
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        filters = query_filters(request, ExecutionFilterSerializer)
+        queryset = self.get_queryset()
+        if "deployment" in filters:
+            queryset = queryset.filter(deployment__slug=filters["deployment"])
+        if "key_id" in filters:
+            queryset = queryset.filter(key_id=filters["key_id"])
+        if "status" in filters:
+            queryset = queryset.filter(status=filters["status"])
+        if "since" in filters:
+            queryset = queryset.filter(created_at__gte=filters["since"])
+        return self.paginated(queryset, ExecutionSerializer)

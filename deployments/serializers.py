@@ -1,0 +1,76 @@
+"""Management API shapes for deployments and executions (CONTRACT §5)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from backend.serializers import InputSerializer, StrictBooleanField, StrictCharField
+from deployments.models import Deployment, Execution
+from deployments.services import NAME_MAX_LENGTH, SLUG_FIXED
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Deployment
+        fields = ["slug", "name", "description", "is_active", "created_at", "modified_at"]
+        read_only_fields = fields
+
+
+class DeploymentUpdateSerializer(InputSerializer):
+    name = StrictCharField(max_length=NAME_MAX_LENGTH)
+    description = StrictCharField(required=False, allow_blank=True)
+    is_active = StrictBooleanField(required=False)
+
+    def message_for_unknown(self, field: str) -> str:
+        return SLUG_FIXED if field == "slug" else super().message_for_unknown(field)
+
+
+class DeploymentCreateSerializer(DeploymentUpdateSerializer):
+    slug = serializers.SlugField(
+        max_length=Deployment._meta.get_field("slug").max_length,
+        help_text="Letters, digits, hyphens and underscores; part of the URL, fixed once created.",
+    )
+
+    def to_internal_value(self, data: object) -> object:
+        # StrictCharField semantics for the slug too: SlugField would turn 12 into "12".
+        if isinstance(data, dict) and "slug" in data and not isinstance(data["slug"], str):
+            raise serializers.ValidationError({"slug": ["Not a valid string."]})
+        return super().to_internal_value(data)
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    deployment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # A plain string in the schema: `status` is the keys' status enum there.
+    status = serializers.CharField(read_only=True, help_text="`COMPLETED` or `FAILED`.")
+
+    class Meta:
+        model = Execution
+        fields = [
+            "id",
+            "deployment",
+            "status",
+            "http_status",
+            "error_code",
+            "error_detail",
+            "elapsed_ms",
+            "key_kind",
+            "key_id",
+            "key_name",
+            "client_ip",
+            "request",
+            "result",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ExecutionFilterSerializer(serializers.Serializer):
+    deployment = serializers.CharField(required=False, max_length=100, help_text="A deployment's slug.")
+    key_id = serializers.UUIDField(required=False)
+    status = serializers.ChoiceField(choices=Execution.Status.choices, required=False)
+    since = serializers.DateTimeField(required=False, help_text="Only executions at or after this time (ISO 8601).")
+
+    def to_internal_value(self, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("status"), str):
+            data = {**data, "status": data["status"].upper()}  # ?status=failed reads as FAILED
+        return super().to_internal_value(data)

@@ -1,0 +1,106 @@
+"""Admin forms for keys: shapes and the tenant boundary; the key service judges the rest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.utils.html import format_html
+
+from deployments.models import Deployment
+from keys.models import FOREIGN_DEPLOYMENT, DeploymentKey, GlobalApiDeploymentKey
+from keys.services import MAX_GRACE_PERIOD_SECONDS, scope_errors
+
+SCOPE_SELECTED = "selected"
+SCOPE_ALL = "all"
+SCOPE_CHOICES = [
+    (SCOPE_SELECTED, "Only the selected deployments"),
+    (SCOPE_ALL, "All deployments of the organization, current and future"),
+]
+
+
+class DeploymentPicker(FilteredSelectMultiple):
+    """filter_horizontal's widget, wrapped as the admin wraps it, so its label stays on the left."""
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        return format_html('<div class="related-widget-wrapper">{}</div>', super().render(*args, **kwargs))
+
+
+class KeyForm(forms.ModelForm):
+    def _get_validation_exclusions(self) -> set[str]:
+        # Names are unique without regard to case. The key service checks it and
+        # says so in words (the admin shows its answer on the form); left to the
+        # model, the constraint would only give its own name.
+        exclusions = super()._get_validation_exclusions()
+        exclusions.add("name")
+        return exclusions
+
+
+class DeploymentKeyForm(KeyForm):
+    class Meta:
+        model = DeploymentKey
+        fields = ["deployment", "name", "description", "is_active", "expires_at", "rate_limit_per_minute"]
+
+
+class GlobalKeyForm(KeyForm):
+    """`scope` stands for `allow_all_deployments`; `deployments` is the picker (CONTRACT §6).
+
+    The picker's choices are set by the admin: the key's organization's
+    deployments, or on the add page those of the organizations the user
+    administers. A deployment outside them is "not one of the available
+    choices"; one of another administered organization than the key's is
+    caught here.
+    """
+
+    scope = forms.ChoiceField(choices=SCOPE_CHOICES, widget=forms.RadioSelect, initial=SCOPE_SELECTED)
+    deployments = forms.ModelMultipleChoiceField(
+        queryset=Deployment.objects.none(),
+        required=False,
+        widget=DeploymentPicker("deployments", is_stacked=False),
+        help_text="The deployments this key opens, when it does not open all of them.",
+    )
+
+    class Meta:
+        model = GlobalApiDeploymentKey
+        fields = ["organization", "name", "description", "is_active", "expires_at", "rate_limit_per_minute"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.initial["scope"] = SCOPE_ALL if self.instance.allow_all_deployments else SCOPE_SELECTED
+            self.initial["deployments"] = list(self.instance.deployments.all())
+
+    @property
+    def allow_all_deployments(self) -> bool:
+        return self.cleaned_data.get("scope") == SCOPE_ALL
+
+    def clean(self) -> dict[str, Any]:
+        cleaned_data = super().clean()
+        if "scope" not in cleaned_data or "deployments" not in cleaned_data:
+            return cleaned_data
+        deployments = list(cleaned_data["deployments"])
+        errors = scope_errors(allow_all_deployments=self.allow_all_deployments, deployments=deployments)
+        for field, message in errors.items():
+            self.add_error(field, message)
+        if "organization" in self.fields:
+            organization = cleaned_data.get("organization")
+            organization_id = organization.pk if organization is not None else None
+        else:
+            organization_id = self.instance.organization_id
+        if organization_id is not None and any(d.organization_id != organization_id for d in deployments):
+            self.add_error("deployments", FOREIGN_DEPLOYMENT)
+        return cleaned_data
+
+
+class RotateForm(forms.Form):
+    grace_period_seconds = forms.IntegerField(
+        label="Grace period (seconds)",
+        min_value=0,
+        max_value=MAX_GRACE_PERIOD_SECONDS,
+        initial=0,
+        help_text=(
+            "How long the replaced secret keeps working: 0 stops it now, "
+            f"at most {MAX_GRACE_PERIOD_SECONDS} (7 days)."
+        ),
+    )

@@ -1,0 +1,305 @@
+"""`manage.py keys`: list, issue, rotate, revoke, deactivate and activate keys from a shell.
+
+For scripts, and for revoking a leaked key at 3 a.m. without a browser. Every
+write goes through keys/services.py (audited with a null actor, "the system"),
+and a full key is printed only by `issue` and `rotate`, once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from argparse import RawDescriptionHelpFormatter
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.dateparse import parse_datetime
+
+from deployments.models import Deployment
+from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey
+from keys.serializers import DeploymentKeySerializer, GlobalKeySerializer
+from keys.services import (
+    MAX_GRACE_PERIOD_SECONDS,
+    KeyRevokedError,
+    key_activate,
+    key_deactivate,
+    key_issue,
+    key_revoke,
+    key_rotate,
+    scope_errors,
+)
+from organizations.models import Organization
+
+EXAMPLES = """\
+examples:
+  manage.py keys list --org demo
+  manage.py keys issue --org demo --deployment summarize --name "CI key"
+  manage.py keys issue --org demo --global --all-deployments --name "Ops key" --json
+  manage.py keys issue --org demo --global --deployment summarize --deployment classify --name "Two"
+  manage.py keys rotate --id <key uuid> --grace 3600
+  manage.py keys revoke --org demo --deployment summarize --name "CI key"
+  manage.py keys deactivate --org demo --name "Ops key"      (a global key: no --deployment)
+
+A full key is printed only by `issue` and `rotate`, once: store it right away.
+"""
+
+FIND_HELP = "Pick the key by --id, or by --org and --name (with --deployment for a deployment key)."
+
+
+def _json_default(value: Any) -> str:
+    return str(value)
+
+
+class Command(BaseCommand):
+    help = "List, issue, rotate, revoke, deactivate or activate API keys (through the same services as the API)."
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.formatter_class = RawDescriptionHelpFormatter
+        parser.epilog = EXAMPLES
+        return parser
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+        listing = actions.add_parser("list", help="List keys (masked, never in full).")
+        listing.add_argument("--org", help="Only this organization's keys (slug).")
+        listing.add_argument("--deployment", help="Only the deployment keys of this deployment (slug; needs --org).")
+        listing.add_argument("--kind", choices=["deployment", "global"], help="Only keys of this kind.")
+        listing.add_argument("--json", action="store_true", help="Print a JSON list.")
+
+        issue = actions.add_parser("issue", help="Create a key and print it in full, once.")
+        issue.add_argument("--org", required=True, help="The organization (slug).")
+        issue.add_argument("--name", required=True, help="The key's name, unique (any case) in its scope.")
+        issue.add_argument(
+            "--deployment",
+            action="append",
+            default=[],
+            metavar="SLUG",
+            help="The deployment of a deployment key; with --global, one deployment of its scope (repeatable).",
+        )
+        issue.add_argument("--global", dest="is_global", action="store_true", help="Issue a global key.")
+        issue.add_argument(
+            "--all-deployments", action="store_true", help="With --global: open every deployment, current and future."
+        )
+        issue.add_argument("--description", default="", help="Free text.")
+        issue.add_argument("--expires-at", help="ISO 8601 time in the future, e.g. 2030-01-01T00:00:00Z.")
+        issue.add_argument("--rate-limit", type=int, help="Requests per minute (0 = unlimited; default: the org's).")
+        issue.add_argument("--json", action="store_true", help="Print the key as JSON, with the full key in `key`.")
+
+        rotate = actions.add_parser("rotate", help="Give a key a new secret and print it in full, once.")
+        self._add_find_arguments(rotate)
+        rotate.add_argument(
+            "--grace",
+            type=int,
+            default=0,
+            metavar="SECONDS",
+            help=f"How long the old secret keeps working, 0 to {MAX_GRACE_PERIOD_SECONDS} (default 0).",
+        )
+
+        for name, text in [
+            ("revoke", "Revoke a key for good (revoking again changes nothing)."),
+            ("deactivate", "Switch a key off (is_active=false); it can be activated again."),
+            ("activate", "Switch a key back on (not a revoked one)."),
+        ]:
+            self._add_find_arguments(actions.add_parser(name, help=text))
+
+    def _add_find_arguments(self, parser: CommandParser) -> None:
+        parser.description = FIND_HELP
+        parser.add_argument("--id", help="The key's id (UUID).")
+        parser.add_argument("--org", help="The organization (slug), with --name.")
+        parser.add_argument("--deployment", help="For a deployment key: its deployment (slug).")
+        parser.add_argument("--name", help="The key's name (any case), with --org.")
+        parser.add_argument("--json", action="store_true", help="Print the key as JSON.")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        try:
+            getattr(self, f"handle_{action}")(**options)
+        except ValidationError as exc:
+            messages = (
+                [f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()]
+                if hasattr(exc, "error_dict")
+                else exc.messages
+            )
+            raise CommandError("; ".join(messages)) from None
+        except KeyRevokedError as exc:
+            raise CommandError(str(exc.detail)) from None
+
+    # Finding ----------------------------------------------------------------
+
+    def _organization(self, slug: str | None) -> Organization:
+        organization = Organization.objects.filter(slug=slug).first() if slug else None
+        if organization is None:
+            raise CommandError(f"No organization with the slug {slug!r}.")
+        return organization
+
+    def _deployment(self, organization: Organization, slug: str) -> Deployment:
+        deployment = Deployment.objects.filter(organization=organization, slug=slug).first()
+        if deployment is None:
+            raise CommandError(f"No deployment {slug!r} in organization {organization.slug!r}.")
+        return deployment
+
+    def _find(self, *, id: str | None, org: str | None, deployment: str | None, name: str | None, **_: Any) -> ApiKey:
+        if id:
+            try:
+                key_id = uuid.UUID(id)
+            except ValueError:
+                raise CommandError(f"{id!r} is not a key id (a UUID).") from None
+            key = (
+                DeploymentKey.objects.filter(pk=key_id).first() or GlobalApiDeploymentKey.objects.filter(pk=key_id).first()
+            )
+            if key is None:
+                raise CommandError(f"No key with the id {id}.")
+            return key
+        if not (org and name):
+            raise CommandError(FIND_HELP)
+        organization = self._organization(org)
+        if deployment:
+            key = DeploymentKey.objects.filter(
+                deployment=self._deployment(organization, deployment), name__iexact=name.strip()
+            ).first()
+        else:
+            key = GlobalApiDeploymentKey.objects.filter(organization=organization, name__iexact=name.strip()).first()
+        if key is None:
+            where = f"deployment {deployment!r}" if deployment else f"the global keys of {org!r}"
+            raise CommandError(f"No key named {name!r} in {where}.")
+        return key
+
+    # Output -----------------------------------------------------------------
+
+    def _data(self, key: ApiKey) -> dict[str, Any]:
+        if isinstance(key, DeploymentKey):
+            data = dict(DeploymentKeySerializer(key).data)
+            organization = key.deployment.organization.slug
+        else:
+            data = dict(GlobalKeySerializer(key).data)
+            organization = key.organization.slug
+        return {"kind": key.KIND, "organization": organization, **data}
+
+    def _scope(self, data: dict[str, Any]) -> str:
+        if data["kind"] == "deployment":
+            return data["deployment"]
+        if data["allow_all_deployments"]:
+            return "all deployments"
+        return ",".join(data["deployments"]) or "(nothing)"
+
+    def _print_key(self, key: ApiKey, *, as_json: bool, full_key: str | None = None) -> None:
+        data = self._data(key)
+        if as_json:
+            if full_key is not None:
+                data["key"] = full_key
+            self.stdout.write(_dumps(data))
+            return
+        for label, value in [
+            ("id", data["id"]),
+            ("kind", data["kind"]),
+            ("organization", data["organization"]),
+            ("scope", self._scope(data)),
+            ("name", data["name"]),
+            ("masked", data["key_masked"]),
+            ("status", data["status"]),
+            ("expires_at", data["expires_at"] or "never"),
+        ]:
+            self.stdout.write(f"{label + ':':<14}{value}")
+        if full_key is not None:
+            self.stdout.write(f"{'key:':<14}{full_key}")
+            self.stderr.write("This is the only time the full key is shown: store it now.")
+
+    # Actions ----------------------------------------------------------------
+
+    def handle_list(self, *, org: str | None, deployment: str | None, kind: str | None, json: bool, **_: Any) -> None:
+        deployment_keys = DeploymentKey.objects.select_related("deployment__organization", "created_by")
+        global_keys = GlobalApiDeploymentKey.objects.select_related("organization", "created_by").prefetch_related(
+            "deployments"
+        )
+        if org:
+            organization = self._organization(org)
+            deployment_keys = deployment_keys.filter(deployment__organization=organization)
+            global_keys = global_keys.filter(organization=organization)
+            if deployment:
+                deployment_keys = deployment_keys.filter(deployment=self._deployment(organization, deployment))
+        elif deployment:
+            raise CommandError("--deployment needs --org.")
+        keys: list[ApiKey] = []
+        if kind in (None, "deployment"):
+            keys += list(deployment_keys)
+        if kind in (None, "global") and not deployment:
+            keys += list(global_keys)
+        keys.sort(key=lambda key: key.created_at, reverse=True)
+        rows = [self._data(key) for key in keys]
+        if json:
+            self.stdout.write(_dumps(rows))
+            return
+        if not rows:
+            self.stdout.write("No keys.")
+            return
+        header = f"{'ID':<36}  {'KIND':<10}  {'ORG':<12}  {'SCOPE':<20}  {'STATUS':<8}  {'MASKED':<9}  NAME"
+        self.stdout.write(header)
+        for row in rows:
+            self.stdout.write(
+                f"{row['id']:<36}  {row['kind']:<10}  {row['organization']:<12}  {self._scope(row)[:20]:<20}  "
+                f"{row['status']:<8}  {row['key_masked']:<9}  {row['name']}"
+            )
+
+    def handle_issue(
+        self,
+        *,
+        org: str,
+        name: str,
+        deployment: list[str],
+        is_global: bool,
+        all_deployments: bool,
+        description: str,
+        expires_at: str | None,
+        rate_limit: int | None,
+        json: bool,
+        **_: Any,
+    ) -> None:
+        organization = self._organization(org)
+        fields: dict[str, Any] = {"name": name, "description": description, "rate_limit_per_minute": rate_limit}
+        if expires_at:
+            parsed = parse_datetime(expires_at)
+            if parsed is None or parsed.tzinfo is None:
+                raise CommandError("--expires-at must be an ISO 8601 time with a zone, e.g. 2030-01-01T00:00:00Z.")
+            fields["expires_at"] = parsed
+        if rate_limit is not None and rate_limit < 0:
+            raise CommandError("--rate-limit must be 0 or more.")
+        if is_global:
+            deployments = [self._deployment(organization, slug) for slug in dict.fromkeys(deployment)]
+            if errors := scope_errors(allow_all_deployments=all_deployments, deployments=deployments):
+                raise CommandError(" ".join(errors.values()) + " (use --all-deployments or --deployment SLUG)")
+            key, full_key = key_issue(
+                model=GlobalApiDeploymentKey,
+                actor=None,
+                organization=organization,
+                allow_all_deployments=all_deployments,
+                deployments=deployments,
+                **fields,
+            )
+        else:
+            if all_deployments:
+                raise CommandError("--all-deployments is for global keys: add --global.")
+            if len(deployment) != 1:
+                raise CommandError("A deployment key needs exactly one --deployment (or use --global).")
+            key, full_key = key_issue(
+                model=DeploymentKey, actor=None, deployment=self._deployment(organization, deployment[0]), **fields
+            )
+        self._print_key(key, as_json=json, full_key=full_key)
+
+    def handle_rotate(self, *, grace: int, json: bool, **options: Any) -> None:
+        key, full_key = key_rotate(key=self._find(**options), actor=None, grace_period_seconds=grace)
+        self._print_key(key, as_json=json, full_key=full_key)
+
+    def handle_revoke(self, *, json: bool, **options: Any) -> None:
+        self._print_key(key_revoke(key=self._find(**options), actor=None), as_json=json)
+
+    def handle_deactivate(self, *, json: bool, **options: Any) -> None:
+        self._print_key(key_deactivate(key=self._find(**options), actor=None), as_json=json)
+
+    def handle_activate(self, *, json: bool, **options: Any) -> None:
+        self._print_key(key_activate(key=self._find(**options), actor=None), as_json=json)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, indent=2)

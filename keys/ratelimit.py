@@ -1,0 +1,240 @@
+"""Per-key rate limits, the failed-authentication throttle and usage counts.
+
+Counters live in Redis (INCR and EXPIRE in one pipeline, so every worker and
+host shares them) or, without REDIS_URL, in the process's local-memory cache.
+Windows are fixed minutes: `t` of the RateLimit field is the time to the next one.
+When Redis is down, key verification goes on; limits fail open or closed per
+KEYSCOPE_RATELIMIT_FAIL_OPEN, with one error log line a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from keys.redis_client import redis_client
+from keys.verification import VerifiedKey
+
+logger = logging.getLogger("keyscope.ratelimit")
+
+WINDOW_SECONDS = 60
+USAGE_DAYS_KEPT = 35
+USAGE_FLUSH_SECONDS = 1.0
+
+
+class CountersUnavailable(Exception):
+    """Redis did not answer in time."""
+
+
+_last_error_logged = 0.0
+
+
+def _log_unavailable(exc: Exception) -> None:
+    """One error line a minute, not one per request."""
+    global _last_error_logged
+    now = time.monotonic()
+    if now - _last_error_logged >= 60:
+        _last_error_logged = now
+        logger.error(
+            "rate-limit counters unavailable (%s); failing %s",
+            type(exc).__name__,
+            "open" if settings.KEYSCOPE_RATELIMIT_FAIL_OPEN else "closed",
+        )
+
+
+def _window(now: float) -> tuple[int, int]:
+    """The current window's number and the seconds left in it (at least 1)."""
+    window = int(now // WINDOW_SECONDS)
+    return window, max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+
+
+def _hit(name: str, now: float) -> tuple[int, int]:
+    """Count one hit on `name` in the current window; return (count, seconds to reset)."""
+    window, reset = _window(now)
+    counter = f"ks:rl:{name}:{window}"
+    if settings.REDIS_URL:
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            pipe.incr(counter)
+            pipe.expire(counter, WINDOW_SECONDS * 2)
+            count, _ = pipe.execute()
+        except Exception as exc:
+            _log_unavailable(exc)
+            raise CountersUnavailable from exc
+        return int(count), reset
+    cache.add(counter, 0, WINDOW_SECONDS * 2)
+    try:
+        return cache.incr(counter), reset
+    except ValueError:  # expired between add and incr
+        cache.set(counter, 1, WINDOW_SECONDS * 2)
+        return 1, reset
+
+
+def _peek(name: str, now: float) -> tuple[int, int]:
+    """The count of `name` in the current window, without counting."""
+    window, reset = _window(now)
+    counter = f"ks:rl:{name}:{window}"
+    if settings.REDIS_URL:
+        try:
+            value = redis_client().get(counter)
+        except Exception as exc:
+            _log_unavailable(exc)
+            raise CountersUnavailable from exc
+        return int(value or 0), reset
+    return int(cache.get(counter, 0)), reset
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    limit: int
+    remaining: int
+    reset: int
+
+    @property
+    def exceeded(self) -> bool:
+        return self.remaining < 0
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Policy": f'"key";q={self.limit};w={WINDOW_SECONDS}',
+            "RateLimit": f'"key";r={max(self.remaining, 0)};t={self.reset}',
+        }
+
+
+def limit_for(key: VerifiedKey) -> int:
+    """The key's own limit, else its organization's default, else the server's; 0 is unlimited."""
+    if key.rate_limit_per_minute is not None:
+        return key.rate_limit_per_minute
+    if key.organization_rate_limit is not None:
+        return key.organization_rate_limit
+    return settings.KEYSCOPE_DEFAULT_RATE_LIMIT_PER_MINUTE
+
+
+def check_key(key: VerifiedKey, now: float | None = None) -> RateLimit | None:
+    """Count a request of `key`. None when the key is unlimited, or counters are down and we fail open."""
+    limit = limit_for(key)
+    if limit == 0:
+        return None
+    now = time.time() if now is None else now
+    try:
+        count, reset = _hit(f"key:{key.id}", now)
+    except CountersUnavailable:
+        if settings.KEYSCOPE_RATELIMIT_FAIL_OPEN:
+            return None
+        return RateLimit(limit=limit, remaining=-1, reset=1)
+    return RateLimit(limit=limit, remaining=limit - count, reset=reset)
+
+
+def record_failed_auth(address: str | None, now: float | None = None) -> tuple[bool, int]:
+    """Count a failed authentication from `address`; return (throttled, seconds to reset).
+
+    Throttled once this one makes more than KEYSCOPE_FAILED_AUTH_PER_MINUTE failures in the
+    window: with 60, the 61st invalid attempt gets 429.
+    """
+    limit = settings.KEYSCOPE_FAILED_AUTH_PER_MINUTE
+    if limit <= 0:
+        return False, 0
+    now = time.time() if now is None else now
+    try:
+        count, reset = _hit(f"fail:{address or 'unknown'}", now)
+    except CountersUnavailable:
+        return (not settings.KEYSCOPE_RATELIMIT_FAIL_OPEN), 1
+    return count > limit, reset
+
+
+def login_failures_exceeded(username: str, address: str | None, now: float | None = None) -> int:
+    """Seconds to wait when this username or address has failed to log in too often, else 0."""
+    now = time.time() if now is None else now
+    try:
+        by_user, reset = _peek(f"login-user:{username.lower()}", now)
+        by_address, _ = _peek(f"login-address:{address or 'unknown'}", now)
+    except CountersUnavailable:
+        return 0
+    over = (by_user >= settings.KEYSCOPE_LOGIN_FAILURES_PER_MINUTE) or (
+        by_address >= settings.KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE
+    )
+    return reset if over else 0
+
+
+def record_login_failure(username: str, address: str | None, now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    try:
+        _hit(f"login-user:{username.lower()}", now)
+        _hit(f"login-address:{address or 'unknown'}", now)
+    except CountersUnavailable:
+        pass
+
+
+# Usage counts: buffered per process, flushed at most once a second --------------
+
+_usage_buffer: Counter[tuple[str, str]] = Counter()
+_usage_lock = threading.Lock()
+_usage_flushed_at = time.monotonic()
+
+
+def _usage_name(key_id: str) -> str:
+    return f"ks:usage:{key_id}"
+
+
+def record_usage(key_id: str) -> None:
+    """Count one authenticated request for today, without a write per request."""
+    global _usage_flushed_at
+    today = timezone.now().date().isoformat()
+    with _usage_lock:
+        _usage_buffer[(key_id, today)] += 1
+        if time.monotonic() - _usage_flushed_at < USAGE_FLUSH_SECONDS:
+            return
+    flush_usage()
+
+
+def flush_usage() -> None:
+    global _usage_flushed_at
+    with _usage_lock:
+        pending = dict(_usage_buffer)
+        _usage_buffer.clear()
+        _usage_flushed_at = time.monotonic()
+    if not pending:
+        return
+    if settings.REDIS_URL:
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            for (key_id, day), count in pending.items():
+                pipe.hincrby(_usage_name(key_id), day, count)
+                pipe.expire(_usage_name(key_id), USAGE_DAYS_KEPT * 86400)
+            pipe.execute()
+        except Exception as exc:
+            _log_unavailable(exc)
+            with _usage_lock:  # keep the counts for the next flush
+                _usage_buffer.update(pending)
+        return
+    for (key_id, day), count in pending.items():
+        name = f"{_usage_name(key_id)}:{day}"
+        cache.add(name, 0, USAGE_DAYS_KEPT * 86400)
+        cache.incr(name, count)
+
+
+def usage_for(key_id: str, days: int = 30) -> list[dict[str, object]]:
+    """Requests per day for the last `days` days, oldest first, today included."""
+    flush_usage()
+    today = timezone.now().date()
+    wanted = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    counts: dict[str, int] = {}
+    if settings.REDIS_URL:
+        try:
+            raw = redis_client().hgetall(_usage_name(key_id))
+            counts = {k.decode(): int(v) for k, v in raw.items()}
+        except Exception as exc:
+            _log_unavailable(exc)
+    else:
+        names = {f"{_usage_name(key_id)}:{day.isoformat()}": day.isoformat() for day in wanted}
+        counts = {names[name]: value for name, value in cache.get_many(list(names)).items()}
+    return [{"date": day.isoformat(), "count": counts.get(day.isoformat(), 0)} for day in wanted]
+

@@ -1,0 +1,145 @@
+"""OpenAPI for the key-authenticated client API (CONTRACT §4): the two key schemes and the client views.
+
+The client views live in deployments/views.py and keys/views.py; they are
+documented here, through view extensions, so their code stays as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+
+from backend.serializers import ErrorSerializer
+
+KEY_ERRORS = {
+    401: OpenApiResponse(
+        ErrorSerializer,
+        description="No key (`not_authenticated`), or `invalid_key`, `key_revoked`, `key_expired`, `key_inactive`. "
+        "Carries `WWW-Authenticate: Bearer`.",
+    ),
+    429: OpenApiResponse(ErrorSerializer, description="`rate_limited`; carries `Retry-After`."),
+}
+DEPLOYMENT_ERRORS = {
+    403: OpenApiResponse(ErrorSerializer, description="`deployment_not_in_scope` or `deployment_inactive`."),
+    404: OpenApiResponse(ErrorSerializer, description="No such deployment for this key's organization."),
+}
+CLIENT_PATH = [
+    OpenApiParameter("org_slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="The organization's slug."),
+    OpenApiParameter("deployment_slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="The deployment's slug."),
+]
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    """Either header carries the key; both are listed as alternatives."""
+
+    target_class = "keys.authentication.ApiKeyAuthentication"
+    name = ["apiKeyBearer", "apiKeyHeader"]
+
+    def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list]]:
+        return [{"apiKeyBearer": []}, {"apiKeyHeader": []}]
+
+    def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`Authorization: Bearer ksd_…` (a deployment key) or `ksg_…` (a global key).",
+            },
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Api-Key",
+                "description": "The key, for clients whose Authorization header is taken.",
+            },
+        ]
+
+
+class ExecutionResultSerializer(serializers.Serializer):
+    execution_id = serializers.UUIDField()
+    # Plain strings: `status` and `kind` are enums elsewhere with other choices (keys' status, key_kind).
+    status = serializers.CharField(help_text="`COMPLETED` or `FAILED`.")
+    result = serializers.JSONField(allow_null=True)
+    elapsed_ms = serializers.IntegerField()
+    detail = serializers.CharField(required=False, help_text="FAILED only.")
+    code = serializers.CharField(required=False, help_text="FAILED only: `upstream_timeout`, `upstream_error`, ….")
+
+
+class KeyIntrospectionSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    kind = serializers.CharField(help_text="`deployment` or `global`.")
+    organization = serializers.CharField(help_text="The organization's slug.")
+    key_masked = serializers.CharField()
+    allow_all_deployments = serializers.BooleanField()
+    deployments = serializers.ListField(child=serializers.CharField(), help_text="Slugs, sorted.")
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExecuteViewSchema(OpenApiViewExtension):
+    target_class = "deployments.views.ExecuteView"
+
+    def view_replacement(self) -> type:
+        class Fixed(self.target_class):  # type: ignore[name-defined]
+            @extend_schema(
+                summary="Execute a deployment",
+                tags=["client"],
+                parameters=CLIENT_PATH,
+                request=OpenApiTypes.OBJECT,
+                responses={
+                    200: ExecutionResultSerializer,
+                    400: OpenApiResponse(ErrorSerializer, description="The body is not a JSON object."),
+                    **KEY_ERRORS,
+                    **DEPLOYMENT_ERRORS,
+                    415: OpenApiResponse(ErrorSerializer, description="`unsupported_media_type`: send JSON."),
+                    502: OpenApiResponse(ExecutionResultSerializer, description="The upstream failed."),
+                    504: OpenApiResponse(ExecutionResultSerializer, description="The upstream timed out."),
+                },
+            )
+            def post(self, *args: Any, **kwargs: Any) -> Any:
+                return super().post(*args, **kwargs)
+
+        return Fixed
+
+
+class ExecutionDetailViewSchema(OpenApiViewExtension):
+    target_class = "deployments.views.ExecutionDetailView"
+
+    def view_replacement(self) -> type:
+        class Fixed(self.target_class):  # type: ignore[name-defined]
+            @extend_schema(
+                summary="Read an execution",
+                tags=["client"],
+                parameters=[
+                    *CLIENT_PATH,
+                    OpenApiParameter("execution_id", OpenApiTypes.UUID, OpenApiParameter.PATH),
+                ],
+                responses={
+                    200: ExecutionResultSerializer,
+                    **KEY_ERRORS,
+                    404: OpenApiResponse(ErrorSerializer, description="No such execution visible to this key."),
+                },
+            )
+            def get(self, *args: Any, **kwargs: Any) -> Any:
+                return super().get(*args, **kwargs)
+
+        return Fixed
+
+
+class KeyIntrospectionViewSchema(OpenApiViewExtension):
+    target_class = "keys.views.KeyIntrospectionView"
+
+    def view_replacement(self) -> type:
+        class Fixed(self.target_class):  # type: ignore[name-defined]
+            @extend_schema(
+                summary="Describe the calling key",
+                tags=["client"],
+                responses={200: KeyIntrospectionSerializer, **KEY_ERRORS},
+            )
+            def get(self, *args: Any, **kwargs: Any) -> Any:
+                return super().get(*args, **kwargs)
+
+        return Fixed

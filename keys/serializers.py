@@ -1,0 +1,218 @@
+"""Management API shapes for keys and audit events (CONTRACT §5, §7).
+
+Output and input are separate classes. Only the `Issued…` serializers, used
+by the create and rotate responses, have a `key` field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from backend.serializers import (
+    MAX_POSITIVE_INTEGER,
+    InputSerializer,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+)
+from deployments.models import Deployment, Execution
+from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
+from keys.services import MAX_GRACE_PERIOD_SECONDS, NAME_MAX_LENGTH, scope_errors
+
+UNKNOWN_DEPLOYMENT = "No deployment with the slug “{slug}” exists in this organization."
+
+KEY_FIELDS = [
+    "id",
+    "name",
+    "description",
+    "key_masked",
+    "status",
+    "is_active",
+    "expires_at",
+    "revoked_at",
+    "last_used_at",
+    "created_at",
+    "modified_at",
+    "created_by",
+    "rate_limit_per_minute",
+]
+
+
+# Output ----------------------------------------------------------------------
+
+
+class KeySerializer(serializers.ModelSerializer):
+    """What both kinds of key show. Never the key itself: only its masked form."""
+
+    key_masked = serializers.CharField(read_only=True, help_text="The key's prefix, “…” and its last 4 characters.")
+    status = serializers.ChoiceField(choices=KeyStatus.choices, read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, help_text="The username of who created the key; null for the system."
+    )
+
+
+class DeploymentKeySerializer(KeySerializer):
+    deployment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = DeploymentKey
+        fields = [*KEY_FIELDS, "deployment"]
+        read_only_fields = fields
+
+
+class GlobalKeySerializer(KeySerializer):
+    deployments = serializers.SerializerMethodField(help_text="Slugs of the deployments the key opens, sorted.")
+
+    class Meta:
+        model = GlobalApiDeploymentKey
+        fields = [*KEY_FIELDS, "allow_all_deployments", "deployments"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_deployments(self, key: GlobalApiDeploymentKey) -> list[str]:
+        # .all() uses the viewset's prefetch; sorting in Python keeps it to one query per page.
+        return sorted(deployment.slug for deployment in key.deployments.all())
+
+
+class IssuedKeyMixin(serializers.Serializer):
+    key = serializers.SerializerMethodField(
+        help_text="The full key. Shown in this response only: store it now, it cannot be retrieved again."
+    )
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_key(self, key: Any) -> str:
+        return self.context["full_key"]
+
+
+class IssuedDeploymentKeySerializer(IssuedKeyMixin, DeploymentKeySerializer):
+    class Meta(DeploymentKeySerializer.Meta):
+        fields = [*DeploymentKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+
+class IssuedGlobalKeySerializer(IssuedKeyMixin, GlobalKeySerializer):
+    class Meta(GlobalKeySerializer.Meta):
+        fields = [*GlobalKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # The same choice set as Execution.key_kind, so the schema has one KeyKind enum.
+    key_kind = serializers.ChoiceField(choices=Execution.KeyKind.choices, read_only=True)
+    actor = serializers.SerializerMethodField(help_text="The username of who acted; null for the system.")
+    changes = serializers.JSONField(read_only=True, help_text="Field → [old, new]. Never holds a secret.")
+
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "organization",
+            "key_kind",
+            "key_id",
+            "key_name",
+            "action",
+            "actor",
+            "created_at",
+            "ip_address",
+            "changes",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_actor(self, event: AuditEvent) -> str | None:
+        return event.actor_username or None
+
+
+# Input -----------------------------------------------------------------------
+
+
+class KeyInputSerializer(InputSerializer):
+    """Create (all fields) and PATCH (partial) of a deployment key."""
+
+    name = StrictCharField(max_length=NAME_MAX_LENGTH, help_text="1 to 100 characters, unique regardless of case.")
+    description = StrictCharField(required=False, allow_blank=True)
+    is_active = StrictBooleanField(required=False)
+    expires_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Must be in the future; null means the key never expires."
+    )
+    rate_limit_per_minute = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_POSITIVE_INTEGER,
+        help_text="Null uses the organization's default; 0 means unlimited.",
+    )
+
+
+class GlobalKeyInputSerializer(KeyInputSerializer):
+    """Adds the scope. Needs `organization` in its context; on PATCH, `instance` is the key."""
+
+    allow_all_deployments = StrictBooleanField(
+        required=False, help_text="Open every deployment of the organization, current and future. Default false."
+    )
+    deployments = serializers.ListField(
+        child=StrictCharField(max_length=100),
+        required=False,
+        help_text="Slugs of the deployments the key opens. Not with allow_all_deployments=true.",
+    )
+
+    def validate_deployments(self, slugs: list[str]) -> list[Deployment]:
+        slugs = list(dict.fromkeys(slugs))
+        found = {
+            deployment.slug: deployment
+            for deployment in Deployment.objects.filter(organization=self.context["organization"], slug__in=slugs)
+        }
+        # Another organization's slug is looked up in this organization only, so it reads as unknown.
+        missing = [slug for slug in slugs if slug not in found]
+        if missing:
+            raise serializers.ValidationError([UNKNOWN_DEPLOYMENT.format(slug=slug) for slug in missing])
+        return [found[slug] for slug in slugs]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        key: GlobalApiDeploymentKey | None = self.instance
+        if key is not None and not {"allow_all_deployments", "deployments"} & set(attrs):
+            return attrs  # a PATCH that leaves the scope alone (even an emptied one) is not judged on it
+        allow_all = attrs.get("allow_all_deployments", key.allow_all_deployments if key else False)
+        if "deployments" in attrs:
+            deployments = attrs["deployments"]
+        elif allow_all or key is None:
+            deployments = []  # a key that ends up opening everything drops its list
+        else:
+            deployments = list(key.deployments.all())
+        if errors := scope_errors(allow_all_deployments=allow_all, deployments=deployments):
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class RotateInputSerializer(InputSerializer):
+    grace_period_seconds = StrictIntegerField(
+        required=False,
+        default=0,
+        min_value=0,
+        max_value=MAX_GRACE_PERIOD_SECONDS,
+        help_text="How long the replaced secret keeps working, 0 to 604800 seconds. Default 0.",
+    )
+
+
+class RevokeInputSerializer(InputSerializer):
+    """Revoking takes no parameters; an empty body or `{}`."""
+
+
+# Query parameters -----------------------------------------------------------
+
+
+class KeyFilterSerializer(serializers.Serializer):
+    is_active = serializers.BooleanField(required=False, allow_null=True, default=None)
+    status = serializers.ChoiceField(choices=KeyStatus.choices, required=False)
+    search = serializers.CharField(required=False, max_length=100, help_text="Part of the name, any case.")
+
+
+class AuditEventFilterSerializer(serializers.Serializer):
+    key_id = serializers.UUIDField(required=False)
+    action = serializers.ChoiceField(choices=AuditEvent.Action.choices, required=False)
+    since = serializers.DateTimeField(required=False, help_text="Only events at or after this time (ISO 8601).")

@@ -1,0 +1,146 @@
+"""`manage.py keys`: the operators' command line, over the same services as the API."""
+
+import json
+import re
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from keys import crypto
+from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
+from keys.verification import lookup
+
+FULL_KEY = re.compile(r"ks[dg]_[0-9A-Za-z]{38}")
+
+
+def run(*args):
+    out, err = StringIO(), StringIO()
+    call_command("keys", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def works(full_key):
+    kind = crypto.key_kind(full_key)
+    found = lookup(kind, crypto.digest(full_key)) if kind else None
+    return found is not None and found.failure_at(timezone.now()) is None
+
+
+def test_issue_a_deployment_key_prints_it_once(deployment_a1):
+    out, err = run("issue", "--org", "org-a", "--deployment", "a-one", "--name", "CI")
+    full_key = FULL_KEY.search(out).group()
+    assert full_key.startswith("ksd_") and works(full_key)
+    assert "only time" in err
+    key = DeploymentKey.objects.get(name="CI")
+    assert key.deployment == deployment_a1
+    event = AuditEvent.objects.get(key_id=key.pk)
+    assert (event.action, event.actor_id) == ("created", None)
+
+
+def test_issue_a_global_key_as_json(deployment_a1, deployment_a2):
+    out, _ = run("issue", "--org", "org-a", "--global", "--deployment", "a-two", "--deployment", "a-one",
+                 "--name", "Two", "--json")
+    data = json.loads(out)
+    assert data["kind"] == "global" and data["organization"] == "org-a"
+    assert (data["allow_all_deployments"], data["deployments"]) == (False, ["a-one", "a-two"])
+    assert works(data["key"])
+    out, _ = run("issue", "--org", "org-a", "--global", "--all-deployments", "--name", "All", "--json")
+    assert json.loads(out)["allow_all_deployments"] is True
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--org", "nope", "--deployment", "a-one", "--name", "x"],
+        ["--org", "org-a", "--deployment", "nope", "--name", "x"],
+        ["--org", "org-a", "--name", "x"],
+        ["--org", "org-a", "--global", "--name", "x"],
+        ["--org", "org-a", "--global", "--all-deployments", "--deployment", "a-one", "--name", "x"],
+        ["--org", "org-a", "--global", "--deployment", "b-one", "--name", "x"],
+        ["--org", "org-a", "--deployment", "a-one", "--name", "  "],
+        ["--org", "org-a", "--deployment", "a-one", "--name", "x", "--expires-at", "2001-01-01T00:00:00Z"],
+    ],
+)
+def test_issue_refuses_bad_input_with_a_message(deployment_a1, deployment_b1, args):
+    with pytest.raises(CommandError):
+        run("issue", *args)
+    assert not DeploymentKey.objects.exists() and not GlobalApiDeploymentKey.objects.exists()
+
+
+def test_issue_refuses_a_taken_name(deployment_key_a1):
+    with pytest.raises(CommandError, match="already exists"):
+        run("issue", "--org", "org-a", "--deployment", "a-one", "--name", "A-ONE KEY")
+
+
+def test_list_shows_masked_keys_only(deployment_key_a1, global_all_key_a, global_all_key_b):
+    out, _ = run("list")
+    assert "a-one key" in out and "all of A" in out and "all of B" in out
+    assert not FULL_KEY.search(out)
+    assert deployment_key_a1[0].key_masked in out
+    out, _ = run("list", "--org", "org-a", "--json")
+    rows = json.loads(out)
+    assert {row["name"] for row in rows} == {"a-one key", "all of A"}
+    assert all("key" not in row for row in rows)
+    out, _ = run("list", "--org", "org-a", "--deployment", "a-one")
+    assert "a-one key" in out and "all of A" not in out
+
+
+def test_rotate_by_id_with_grace_prints_the_new_key(deployment_key_a1):
+    key, old_key = deployment_key_a1
+    out, _ = run("rotate", "--id", str(key.pk), "--grace", "60", "--json")
+    new_key = json.loads(out)["key"]
+    assert new_key != old_key and works(new_key) and works(old_key)
+
+
+def test_rotate_by_name_without_grace(global_all_key_a):
+    key, old_key = global_all_key_a
+    out, _ = run("rotate", "--org", "org-a", "--name", "ALL OF A")
+    new_key = FULL_KEY.search(out).group()
+    assert works(new_key) and not works(old_key)
+
+
+@pytest.mark.parametrize("grace", ["-1", "604801"])
+def test_rotate_refuses_a_bad_grace(deployment_key_a1, grace):
+    with pytest.raises(CommandError, match="grace_period_seconds"):
+        run("rotate", "--id", str(deployment_key_a1[0].pk), "--grace", grace)
+
+
+def test_revoke_deactivate_activate_print_no_full_key(deployment_key_a1):
+    key, full_key = deployment_key_a1
+    find = ["--org", "org-a", "--deployment", "a-one", "--name", "a-one key"]
+    out, _ = run("deactivate", *find)
+    assert "inactive" in out and not FULL_KEY.search(out)
+    out, _ = run("activate", *find, "--json")
+    assert json.loads(out)["status"] == "active" and "key" not in json.loads(out)
+    out, _ = run("revoke", *find)
+    assert "revoked" in out and not FULL_KEY.search(out)
+    run("revoke", *find)  # again: no-op
+    assert AuditEvent.objects.filter(key_id=key.pk, action="revoked").count() == 1
+    assert [e.action for e in AuditEvent.objects.filter(key_id=key.pk).order_by("created_at")] == [
+        "created", "deactivated", "activated", "revoked"
+    ]
+    with pytest.raises(CommandError, match="revoked"):
+        run("activate", *find)
+    with pytest.raises(CommandError, match="revoked"):
+        run("rotate", *find)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--id", "not-a-uuid"], ["--id", "00000000-0000-0000-0000-000000000000"], ["--org", "org-a"],
+     ["--org", "org-a", "--name", "ghost"], []],
+)
+def test_finding_a_key_that_is_not_there_is_an_error(org_a, args):
+    with pytest.raises(CommandError):
+        run("revoke", *args)
+
+
+def test_help_lists_the_actions(capsys):
+    with pytest.raises(SystemExit):
+        call_command("keys", "--help")
+    help_text = capsys.readouterr().out
+    for action in ("list", "issue", "rotate", "revoke", "deactivate", "activate"):
+        assert action in help_text
+    assert "only by `issue` and `rotate`" in help_text

@@ -1,0 +1,142 @@
+"""The failed-authentication throttle per client address, and which address that is."""
+
+import pytest
+from django.test import RequestFactory, override_settings
+
+from backend.net import client_ip
+from keys import crypto
+from keys.services import key_deactivate, key_revoke
+from keys.tests.conftest import assert_error, execute
+from keys.tests.factories import issue_deployment_key
+
+pytestmark = pytest.mark.django_db
+
+JUNK = "not-a-key"  # refused before any query: no prefix, no checksum
+LIMIT = 60  # KEYSCOPE_FAILED_AUTH_PER_MINUTE's default
+
+
+def fail_from(client, address: str, times: int, **extra) -> list[int]:
+    return [execute(client, "org-a", "a-one", JUNK, REMOTE_ADDR=address, **extra).status_code for _ in range(times)]
+
+
+def test_the_61st_junk_key_from_one_address_gets_429_before_any_query(client, deployment_a1, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        statuses = fail_from(client, "203.0.113.5", LIMIT)
+        throttled = execute(client, "org-a", "a-one", JUNK, REMOTE_ADDR="203.0.113.5")
+
+    assert statuses == [401] * LIMIT
+    assert_error(throttled, 429, "rate_limited")
+    assert throttled["Retry-After"] == "59"
+    assert not throttled.has_header("RateLimit")  # no key, no key policy
+
+
+def test_a_key_known_to_be_invalid_is_throttled_from_the_negative_cache(client, deployment_a1, django_assert_num_queries):
+    unknown = crypto.generate_key("deployment")  # well formed, never issued
+    assert_error(execute(client, "org-a", "a-one", unknown, REMOTE_ADDR="203.0.113.5"), 401, "invalid_key")
+    fail_from(client, "203.0.113.5", LIMIT - 1)
+
+    with django_assert_num_queries(0):
+        throttled = execute(client, "org-a", "a-one", unknown, REMOTE_ADDR="203.0.113.5")
+
+    assert_error(throttled, 429, "rate_limited")
+
+
+@pytest.mark.parametrize("status", ["revoked", "inactive"])
+def test_known_keys_that_fail_count_too(client, deployment_a1, admin_a, status):
+    key, full_key = issue_deployment_key(deployment_a1)
+    (key_revoke if status == "revoked" else key_deactivate)(key=key, actor=admin_a)
+    fail_from(client, "203.0.113.5", LIMIT)
+
+    assert_error(execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="203.0.113.5"), 429, "rate_limited")
+
+
+def test_a_valid_key_from_a_throttled_address_still_works(client, deployment_key_a1, global_all_key_a):
+    fail_from(client, "203.0.113.5", LIMIT + 5)
+    assert_error(execute(client, "org-a", "a-one", JUNK, REMOTE_ADDR="203.0.113.5"), 429, "rate_limited")
+
+    for _, full_key in (deployment_key_a1, global_all_key_a):
+        response = execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="203.0.113.5")
+        assert response.status_code == 200, response.content
+    introspection = client.get("/api/v1/key/", HTTP_AUTHORIZATION=f"Bearer {global_all_key_a[1]}", REMOTE_ADDR="203.0.113.5")
+    assert introspection.status_code == 200
+
+
+def test_another_address_is_unaffected(client, deployment_a1):
+    fail_from(client, "203.0.113.5", LIMIT + 1)
+
+    assert_error(execute(client, "org-a", "a-one", JUNK, REMOTE_ADDR="203.0.113.6"), 401, "invalid_key")
+
+
+def test_missing_credentials_do_not_count(client, deployment_a1):
+    for _ in range(LIMIT + 5):
+        assert_error(execute(client, "org-a", "a-one", REMOTE_ADDR="203.0.113.5"), 401, "not_authenticated")
+
+    assert_error(execute(client, "org-a", "a-one", JUNK, REMOTE_ADDR="203.0.113.5"), 401, "invalid_key")
+
+
+def test_the_throttle_lifts_in_the_next_window(client, deployment_a1, clock):
+    fail_from(client, "203.0.113.5", LIMIT + 1)
+
+    clock.advance(60)
+
+    assert_error(execute(client, "org-a", "a-one", JUNK, REMOTE_ADDR="203.0.113.5"), 401, "invalid_key")
+
+
+# Trusted proxies: X-Forwarded-For only from KEYSCOPE_TRUSTED_PROXIES
+
+PROXIES = ["10.0.0.0/8", "192.0.2.10"]
+
+
+@override_settings(KEYSCOPE_TRUSTED_PROXIES=PROXIES, KEYSCOPE_FAILED_AUTH_PER_MINUTE=3)
+def test_behind_a_trusted_proxy_the_forwarded_address_is_throttled(client, deployment_a1):
+    via_proxy = {"REMOTE_ADDR": "10.1.2.3", "HTTP_X_FORWARDED_FOR": "203.0.113.5"}
+    statuses = [execute(client, "org-a", "a-one", JUNK, **via_proxy).status_code for _ in range(4)]
+
+    assert statuses == [401, 401, 401, 429]
+    # The proxy itself is not blamed: another client behind it is fine.
+    other_client = {"REMOTE_ADDR": "10.1.2.3", "HTTP_X_FORWARDED_FOR": "203.0.113.6"}
+    assert_error(execute(client, "org-a", "a-one", JUNK, **other_client), 401, "invalid_key")
+    # The same client reaching us through another trusted proxy is still throttled.
+    other_proxy = {"REMOTE_ADDR": "192.0.2.10", "HTTP_X_FORWARDED_FOR": "203.0.113.5"}
+    assert_error(execute(client, "org-a", "a-one", JUNK, **other_proxy), 429, "rate_limited")
+
+
+@override_settings(KEYSCOPE_TRUSTED_PROXIES=PROXIES, KEYSCOPE_FAILED_AUTH_PER_MINUTE=3)
+def test_x_forwarded_for_from_an_untrusted_address_is_ignored(client, deployment_a1):
+    # An attacker rotating X-Forwarded-For is still counted by its own address.
+    statuses = [
+        execute(client, "org-a", "a-one", JUNK, REMOTE_ADDR="198.51.100.7", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}").status_code
+        for n in range(4)
+    ]
+
+    assert statuses == [401, 401, 401, 429]
+    # ...and cannot get another client throttled by naming it.
+    victim = {"REMOTE_ADDR": "10.1.2.3", "HTTP_X_FORWARDED_FOR": "203.0.113.0"}
+    assert_error(execute(client, "org-a", "a-one", JUNK, **victim), 401, "invalid_key")
+
+
+@pytest.mark.parametrize(
+    "remote, forwarded, expected",
+    [
+        pytest.param("198.51.100.7", "203.0.113.5", "198.51.100.7", id="untrusted-peer-header-ignored"),
+        pytest.param("10.1.2.3", "203.0.113.5", "203.0.113.5", id="trusted-cidr"),
+        pytest.param("192.0.2.10", "203.0.113.5", "203.0.113.5", id="trusted-single-ip"),
+        pytest.param("192.0.2.11", "203.0.113.5", "192.0.2.11", id="neighbour-of-trusted-ip"),
+        pytest.param("10.1.2.3", "", "10.1.2.3", id="trusted-without-header"),
+        pytest.param("10.1.2.3", "198.51.100.1, 203.0.113.5, 10.9.9.9", "203.0.113.5", id="rightmost-untrusted-hop"),
+        pytest.param("10.1.2.3", "203.0.113.5, not-an-ip", "10.1.2.3", id="garbage-hop"),
+        pytest.param("10.1.2.3", "10.4.4.4", "10.4.4.4", id="only-trusted-hops"),
+    ],
+)
+@override_settings(KEYSCOPE_TRUSTED_PROXIES=PROXIES)
+def test_client_ip(remote, forwarded, expected):
+    request = RequestFactory().get("/", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded)
+
+    assert client_ip(request) == expected
+
+
+@override_settings(KEYSCOPE_TRUSTED_PROXIES=[])
+def test_without_trusted_proxies_the_header_is_never_read():
+    request = RequestFactory().get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.5")
+
+    assert client_ip(request) == "127.0.0.1"

@@ -1,0 +1,224 @@
+"""Two gunicorn processes over one PostgreSQL and one Redis, as production runs.
+
+A limit of N a minute holds across both, and a revoked key is refused by
+every process within 1 second: that bound is the feature (issue 6), not a
+performance target. The processes cache verified keys for 30 seconds here, so
+only the Redis flush message, not the cache's TTL, can meet it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.db import connection
+from django.urls import Resolver404, resolve
+
+from backend.tests.subprocesses import clean_env, production_secret_key
+from keys.cache import flush
+from keys.models import DeploymentKey
+from keys.services import key_revoke
+from keys.tests.factories import issue_deployment_key
+from keys.tests.limits.conftest import free_port, needs_redis
+from organizations.tests.factories import TEST_PASSWORD
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+LIMIT = 5
+PROPAGATION_BOUND_SECONDS = 1.0
+POLL_SECONDS = 0.02
+START_TIMEOUT_SECONDS = 30.0
+
+
+def needs_postgresql() -> None:
+    if connection.vendor == "postgresql":
+        return
+    reason = "!!! MULTI-PROCESS TEST NOT RUN: needs PostgreSQL (run through scripts/with-services.sh) !!!"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def child_database_url() -> str:
+    """The database pytest made for this run, as a URL a child process can use."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or "127.0.0.1"
+    return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def gunicorn_binary() -> str:
+    beside_python = Path(sys.executable).with_name("gunicorn")
+    found = str(beside_python) if beside_python.exists() else shutil.which("gunicorn")
+    if not found:
+        pytest.fail("gunicorn is not installed in the virtualenv")
+    return found
+
+
+class Server:
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+        self.http = httpx.Client(base_url=self.base, timeout=5.0)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [gunicorn_binary(), "backend.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", "1"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"gunicorn on {self.port} exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if self.http.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"gunicorn on {self.port} was not healthy within {START_TIMEOUT_SECONDS} s:\n{self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def execute(self, full_key: str) -> httpx.Response:
+        return self.http.post(
+            "/api/v1/deployments/org-a/a-one/execute/", json={}, headers={"Authorization": f"Bearer {full_key}"}
+        )
+
+
+@pytest.fixture
+def servers(tmp_path) -> Iterator[tuple[Server, Server]]:
+    needs_redis("MULTI-PROCESS LIMITS AND INVALIDATION")
+    needs_postgresql()
+    env = clean_env(
+        DATABASE_URL=child_database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        SECRET_KEY=production_secret_key(),
+        ALLOWED_HOSTS="127.0.0.1",
+        KEYSCOPE_VERIFICATION_CACHE_SECONDS="30",
+        LOG_LEVEL="WARNING",
+    )
+    pair = (Server(free_port(), tmp_path / "one.log"), Server(free_port(), tmp_path / "two.log"))
+    try:
+        for server in pair:
+            server.start(env)
+        for server in pair:
+            server.wait_healthy()
+        yield pair
+    finally:
+        for server in pair:
+            server.stop()
+
+
+def start_of_a_fresh_window(margin: float = 10.0) -> None:
+    """Fixed one-minute windows: a burst must not straddle two of them."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.2)
+
+
+def test_a_limit_of_n_a_minute_holds_across_two_processes(servers, deployment_a1):
+    one, two = servers
+    _, full_key = issue_deployment_key(deployment_a1, rate_limit_per_minute=LIMIT)
+    start_of_a_fresh_window()
+
+    responses = [(one if n % 2 == 0 else two).execute(full_key) for n in range(2 * LIMIT)]
+
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) <= LIMIT, statuses
+    assert statuses == [200] * LIMIT + [429] * LIMIT, statuses
+    assert [r.headers["RateLimit"].split(";")[1] for r in responses[:LIMIT]] == [f"r={LIMIT - 1 - n}" for n in range(LIMIT)]
+    assert all(r.headers["RateLimit-Policy"] == f'"key";q={LIMIT};w=60' for r in responses)
+    assert all(r.json()["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1 for r in responses[LIMIT:])
+
+
+def revoke_route(key: DeploymentKey) -> str | None:
+    """The management API's revoke action, when the project has one."""
+    path = f"/api/v1/orgs/org-a/deployments/a-one/keys/{key.pk}/revoke/"
+    try:
+        resolve(path)
+    except Resolver404:
+        return None
+    return path
+
+
+def test_a_revoked_key_is_refused_by_every_process_within_one_second(servers, deployment_a1, admin_a):
+    one, two = servers
+    key, full_key = issue_deployment_key(deployment_a1, rate_limit_per_minute=0)
+    # Warm both caches, and prove they are warm: a change that bypasses the model
+    # signals (a queryset update) goes unnoticed by a process that answers from its cache.
+    warm_deadline = time.monotonic() + 5.0
+    while True:
+        assert [one.execute(full_key).status_code, two.execute(full_key).status_code] == [200, 200]
+        DeploymentKey.objects.filter(pk=key.pk).update(is_active=False)
+        cached = [one.execute(full_key).status_code, two.execute(full_key).status_code]
+        DeploymentKey.objects.filter(pk=key.pk).update(is_active=True)
+        if cached == [200, 200]:
+            break
+        # Not cached yet (a process caches only once subscribed): it may now hold the
+        # inactive answer, so flush every process and try again.
+        flush()
+        assert time.monotonic() < warm_deadline, f"the processes never cached the key: {cached}"
+        time.sleep(0.05)
+
+    route = revoke_route(key)
+    if route is not None:  # revoked through process one's management API
+        # The suite hashes passwords with MD5, which a production process does not accept.
+        hasher = PBKDF2PasswordHasher()
+        admin_a.password = hasher.encode(TEST_PASSWORD, hasher.salt())
+        admin_a.save(update_fields=["password"])
+        response = one.http.post(route, auth=("admin-a", TEST_PASSWORD))
+        assert response.status_code == 200, response.text
+        revoked_at = time.monotonic()
+        assert one.execute(full_key).status_code == 401  # the process that made the change: at once
+    else:  # revoked by this process, which commits and publishes as every other would
+        key_revoke(key=key, actor=admin_a)
+        revoked_at = time.monotonic()
+
+    refused_after: dict[int, float] = {}
+    while len(refused_after) < 2 and time.monotonic() - revoked_at < 3 * PROPAGATION_BOUND_SECONDS:
+        for server in servers:
+            if server.port not in refused_after:
+                response = server.execute(full_key)
+                if response.status_code == 401:
+                    assert response.json()["code"] == "key_revoked"
+                    refused_after[server.port] = time.monotonic() - revoked_at
+        time.sleep(POLL_SECONDS)
+
+    print(f"revocation seen after {sorted(round(s * 1000) for s in refused_after.values())} ms")
+    assert set(refused_after) == {one.port, two.port}, f"still accepted after 3 s: {refused_after}"
+    assert max(refused_after.values()) < PROPAGATION_BOUND_SECONDS, refused_after

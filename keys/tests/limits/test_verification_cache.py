@@ -1,0 +1,228 @@
+"""The per-worker verification cache: a warm request makes no query of its own.
+
+Measured queries per request (PostgreSQL; the execute view of an echo deployment):
+
+| key                 | cold (first use)                                  | cold, last_used_at fresh | warm |
+| ------------------- | ------------------------------------------------- | ------------------------ | ---- |
+| deployment key      | 4: key SELECT, last_used_at UPDATE, deployment SELECT, Execution INSERT | 3 | 1 (the INSERT) |
+| global, allow-all   | 4: same as above                                  | 3                        | 1 (the INSERT) |
+| global, selected    | 5: the above plus one scope EXISTS                | 4                        | 1 (the INSERT) |
+
+GET /api/v1/key/ warm: 0 for an allow-all key; 1 for the others, which list their scope.
+"""
+
+import time
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from deployments.models import Deployment
+from keys import cache as verification_cache
+from keys import crypto
+from keys.redis_client import redis_client
+from keys.services import key_update
+from keys.tests.conftest import assert_error, bearer, execute
+from keys.tests.factories import issue_global_key
+from keys.tests.limits.conftest import Clock, needs_redis
+
+pytestmark = pytest.mark.django_db
+
+KEY_SELECT = "SELECT key"
+KEY_TOUCH = "UPDATE key"
+DEPLOYMENT_SELECT = "SELECT deployment"
+SCOPE_EXISTS = "SELECT scope"
+EXECUTION_INSERT = "INSERT execution"
+
+
+def kinds(captured: CaptureQueriesContext) -> list[str]:
+    """Each query named by what it does, so a failure says which query appeared."""
+    named = []
+    for query in captured.captured_queries:
+        sql = query["sql"]
+        table = sql.split(" FROM ", 1)[-1] if sql.startswith("SELECT") else sql
+        if sql.startswith("INSERT INTO \"deployments_execution\""):
+            named.append(EXECUTION_INSERT)
+        elif sql.startswith("UPDATE \"keys_"):
+            named.append(KEY_TOUCH)
+        elif table.startswith("\"keys_globalkeydeployment\""):
+            named.append(SCOPE_EXISTS)
+        elif table.startswith("\"keys_"):
+            named.append(KEY_SELECT)
+        elif table.startswith("\"deployments_deployment\""):
+            named.append(DEPLOYMENT_SELECT)
+        else:
+            named.append(sql[:120])
+    return named
+
+
+def timed_execute(client, full_key: str, slug: str = "a-one"):
+    with CaptureQueriesContext(connection) as captured:
+        response = execute(client, "org-a", slug, full_key)
+    assert response.status_code == 200, response.content
+    return kinds(captured)
+
+
+PERSONAS = {
+    "deployment_key_a1": [KEY_SELECT, KEY_TOUCH, DEPLOYMENT_SELECT, EXECUTION_INSERT],
+    "global_all_key_a": [KEY_SELECT, KEY_TOUCH, DEPLOYMENT_SELECT, EXECUTION_INSERT],
+    "global_selected_key_a": [KEY_SELECT, KEY_TOUCH, DEPLOYMENT_SELECT, SCOPE_EXISTS, EXECUTION_INSERT],
+}
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_queries_per_cold_and_warm_execute(client, request, persona, deployment_a1):
+    _, full_key = request.getfixturevalue(persona)
+
+    cold = timed_execute(client, full_key)
+    warm = [timed_execute(client, full_key) for _ in range(3)]
+
+    assert cold == PERSONAS[persona]
+    # Warm: nothing but the Execution row the request exists to write.
+    assert warm == [[EXECUTION_INSERT]] * 3
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_a_cold_cache_with_a_fresh_last_used_at_skips_the_update(client, request, persona, deployment_a1):
+    _, full_key = request.getfixturevalue(persona)
+    timed_execute(client, full_key)
+    verification_cache.local_cache.clear()  # another worker, say, or after the TTL
+
+    cold = timed_execute(client, full_key)
+
+    assert cold == [query for query in PERSONAS[persona] if query != KEY_TOUCH]
+
+
+def test_a_warm_introspection_of_an_allow_all_key_makes_no_query(client, global_all_key_a, django_assert_num_queries):
+    _, full_key = global_all_key_a
+    assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
+
+    with django_assert_num_queries(0):
+        response = client.get("/api/v1/key/", **bearer(full_key))
+
+    assert response.status_code == 200
+    assert response.json()["allow_all_deployments"] is True
+
+
+def test_the_scope_check_stays_flat_as_the_scope_grows(client, org_a, deployment_a1):
+    _, small = issue_global_key(org_a, name="small", deployments=[deployment_a1])
+    many = Deployment.objects.bulk_create(
+        Deployment(organization=org_a, slug=f"bulk-{n}", name=f"Bulk {n}") for n in range(500)
+    )
+    _, large = issue_global_key(org_a, name="large", deployments=[deployment_a1, *many])
+
+    small_queries = timed_execute(client, small)
+    verification_cache.local_cache.clear()
+    large_queries = timed_execute(client, large)
+
+    assert small_queries == large_queries == PERSONAS["global_selected_key_a"]
+    assert timed_execute(client, large, slug="bulk-499") == [DEPLOYMENT_SELECT, SCOPE_EXISTS, EXECUTION_INSERT]
+
+
+def test_an_unknown_key_is_cached_as_a_negative_entry(client, deployment_a1, django_assert_num_queries):
+    unknown = crypto.generate_key("global")  # well formed, never issued
+    with django_assert_num_queries(2):  # the keys, then the retired secrets
+        assert_error(execute(client, "org-a", "a-one", unknown), 401, "invalid_key")
+
+    with django_assert_num_queries(0):
+        assert_error(execute(client, "org-a", "a-one", unknown), 401, "invalid_key")
+
+
+def test_a_negative_entry_is_dropped_by_the_next_write(client, org_a, deployment_a1, django_assert_num_queries):
+    unknown = crypto.generate_key("global")
+    execute(client, "org-a", "a-one", unknown)
+
+    issue_global_key(org_a, allow_all_deployments=True)
+
+    with django_assert_num_queries(2):
+        assert_error(execute(client, "org-a", "a-one", unknown), 401, "invalid_key")
+
+
+def test_expiry_is_checked_on_every_request_cached_or_not(client, org_a, deployment_a1, django_assert_num_queries):
+    _, full_key = issue_global_key(org_a, allow_all_deployments=True, expires_at=timezone.now() + timedelta(minutes=5))
+    assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
+
+    with mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(minutes=6)):
+        with django_assert_num_queries(0):
+            response = client.get("/api/v1/key/", **bearer(full_key))
+
+    assert_error(response, 401, "key_expired")
+
+
+def test_cache_entries_hold_digests_and_ids_never_a_key(client, deployment_key_a1, global_selected_key_a):
+    for _, full_key in (deployment_key_a1, global_selected_key_a):
+        execute(client, "org-a", "a-one", full_key)
+    entries = repr(verification_cache.local_cache._entries)
+
+    assert verification_cache.local_cache._entries
+    for _, full_key in (deployment_key_a1, global_selected_key_a):
+        assert full_key not in entries
+        assert full_key[4:] not in entries
+        assert crypto.digest(full_key) in entries
+    if settings.REDIS_URL:
+        stored = b" ".join(redis_client().keys("*")).decode()
+        assert "ksd_" not in stored and "ksg_" not in stored
+
+
+def test_nothing_is_cached_while_the_invalidation_channel_is_down(client, global_all_key_a, monkeypatch, django_assert_num_queries):
+    _, full_key = global_all_key_a
+    monkeypatch.setattr(verification_cache._bus, "healthy", lambda: False)
+    client.get("/api/v1/key/", **bearer(full_key))
+
+    with django_assert_num_queries(1):
+        assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
+
+
+def test_an_entry_lives_no_longer_than_the_ttl(client, global_all_key_a, monkeypatch, django_assert_num_queries):
+    _, full_key = global_all_key_a
+    clock = Clock()
+    monkeypatch.setattr(verification_cache, "time", clock)
+    client.get("/api/v1/key/", **bearer(full_key))
+
+    clock.advance(settings.KEYSCOPE_VERIFICATION_CACHE_SECONDS + 0.01)
+
+    with django_assert_num_queries(1):
+        assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
+
+
+def test_a_flush_published_by_another_worker_empties_this_cache(client, global_all_key_a, django_assert_num_queries):
+    needs_redis("CROSS-WORKER INVALIDATION")
+    _, full_key = global_all_key_a
+    client.get("/api/v1/key/", **bearer(full_key))
+    assert verification_cache.local_cache._entries
+
+    redis_client().publish(verification_cache.CHANNEL, "another-worker")
+    deadline = time.monotonic() + 1.0
+    while verification_cache.local_cache._entries and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+    assert not verification_cache.local_cache._entries
+    with django_assert_num_queries(1):
+        client.get("/api/v1/key/", **bearer(full_key))
+
+
+def test_this_workers_own_flush_echo_does_not_empty_its_cache_again(client, global_all_key_a, admin_a):
+    needs_redis("CROSS-WORKER INVALIDATION")
+    key, full_key = global_all_key_a
+    key_update(key=key, actor=admin_a, name="renamed")  # publishes this worker's flush
+    client.get("/api/v1/key/", **bearer(full_key))
+    # One more message in this worker's name, watched by a probe of our own: once the
+    # probe has it, so (give or take a scheduler slice) has the listener.
+    seen = []
+    probe = redis_client(socket_timeout=None).pubsub()
+    probe.subscribe(verification_cache.CHANNEL)
+    redis_client().publish(verification_cache.CHANNEL, verification_cache._bus.token())
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and not seen:
+        message = probe.get_message(timeout=0.05)
+        if message and message["type"] == "message":
+            seen.append(message)
+    probe.close()
+    time.sleep(0.05)  # the listener has had the marker's turn too
+
+    assert seen
+    assert verification_cache.local_cache._entries

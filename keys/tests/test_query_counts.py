@@ -1,0 +1,189 @@
+"""How many queries a request costs (the issue's query-count test).
+
+Junk keys cost none. A verified execute costs a small fixed number whatever the
+number of keys in the table and of deployments linked to a global key.
+Measured on PostgreSQL: see the constants below. "Cold" means this worker's
+verification cache is empty, as after any key write; warm requests cost less.
+"""
+
+import secrets
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from deployments.models import Deployment
+from keys import crypto
+from keys.cache import local_cache
+from keys.models import DeploymentKey, GlobalKeyDeployment
+from keys.tests.conftest import bearer, execute
+from keys.tests.factories import issue_deployment_key, issue_global_key
+
+# Key lookup (one join to the organization), last_used_at, deployment, execution insert.
+COLD_EXECUTE_QUERIES = 4
+# The same request once last_used_at is fresh: no write (and, with the cache warm, no lookups).
+WARM_EXECUTE_QUERIES = 3
+# A global key with a list checks its link to the deployment: one indexed query more.
+SELECTED_EXTRA_QUERIES = 1
+
+
+def _mangled(full_key: str) -> list[str]:
+    flipped = "0" if full_key[-1] != "0" else "1"
+    return [
+        full_key[:-1],
+        full_key[:-1] + flipped,
+        full_key[:10] + ("0" if full_key[10] != "0" else "1") + full_key[11:],
+        "ksx_" + full_key[4:],
+        full_key * 500,
+        "",
+        "not a key at all",
+    ]
+
+
+def test_junk_keys_make_no_query(client, deployment_key_a1, django_assert_num_queries):
+    _, full_key = deployment_key_a1
+    for junk in _mangled(full_key):
+        with django_assert_num_queries(0):
+            assert execute(client, "org-a", "a-one", HTTP_AUTHORIZATION=f"Bearer {junk}").status_code == 401
+        with django_assert_num_queries(0):
+            assert client.get("/api/v1/key/", HTTP_X_API_KEY=junk or "x").status_code == 401
+
+
+def test_no_key_makes_no_query(client, deployment_a1, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert execute(client, "org-a", "a-one").status_code == 401
+
+
+def test_an_unknown_well_formed_key_makes_two_indexed_lookups(client, deployment_a1, django_assert_num_queries):
+    # The current digests, then the retired ones (so a rotated-out secret can answer key_revoked).
+    with django_assert_num_queries(2):
+        response = cold_execute(client, crypto.generate_key("global"))
+    assert response.json()["code"] == "invalid_key"
+
+
+def bulk_keys(deployment: Deployment, count: int) -> None:
+    DeploymentKey.objects.bulk_create(
+        [
+            DeploymentKey(deployment=deployment, name=f"bulk {i}", digest=secrets.token_hex(32), last4="abcd")
+            for i in range(count)
+        ],
+        batch_size=2000,
+    )
+
+
+def link_many(key, organization, count: int) -> None:
+    deployments = Deployment.objects.bulk_create(
+        [Deployment(organization=organization, slug=f"many-{i}", name=f"Many {i}") for i in range(count)], batch_size=1000
+    )
+    GlobalKeyDeployment.objects.bulk_create(
+        [GlobalKeyDeployment(key=key, deployment=deployment) for deployment in deployments], batch_size=1000
+    )
+
+
+def cold_execute(client, full_key: str, slug: str = "a-one"):
+    local_cache.clear()
+    return execute(client, "org-a", slug, full_key)
+
+
+def count_execute(client, full_key: str, slug: str = "a-one") -> int:
+    local_cache.clear()
+    with CaptureQueriesContext(connection) as queries:
+        response = execute(client, "org-a", slug, full_key)
+    assert response.status_code == 200, response.content
+    return len(queries)
+
+
+def test_a_cold_execute_with_a_deployment_key_makes_a_fixed_number(
+    client, deployment_key_a1, django_assert_num_queries, django_assert_max_num_queries
+):
+    _, full_key = deployment_key_a1
+    with django_assert_num_queries(COLD_EXECUTE_QUERIES):
+        assert cold_execute(client, full_key).status_code == 200
+    with django_assert_num_queries(WARM_EXECUTE_QUERIES):
+        assert cold_execute(client, full_key).status_code == 200
+    with django_assert_max_num_queries(WARM_EXECUTE_QUERIES):
+        assert execute(client, "org-a", "a-one", full_key).status_code == 200
+
+
+def test_a_cold_execute_with_an_allow_all_key_makes_a_fixed_number(client, global_all_key_a, deployment_a1, django_assert_num_queries):
+    _, full_key = global_all_key_a
+    with django_assert_num_queries(COLD_EXECUTE_QUERIES):
+        assert cold_execute(client, full_key).status_code == 200
+
+
+@pytest.mark.parametrize("linked", [1, 1000])
+def test_a_cold_execute_with_a_selected_key_does_not_grow_with_its_deployments(
+    client, org_a, deployment_a1, linked, django_assert_num_queries
+):
+    row, full_key = issue_global_key(org_a, name="selected", deployments=[deployment_a1])
+    link_many(row, org_a, linked - 1)
+    assert row.deployments.count() == linked
+
+    with django_assert_num_queries(COLD_EXECUTE_QUERIES + SELECTED_EXTRA_QUERIES):
+        assert cold_execute(client, full_key).status_code == 200
+    # last_used_at is fresh now: one write fewer, on any deployment of the list.
+    with django_assert_num_queries(WARM_EXECUTE_QUERIES + SELECTED_EXTRA_QUERIES):
+        assert cold_execute(client, full_key, "many-0" if linked > 1 else "a-one").status_code == 200
+
+
+def test_ten_thousand_keys_in_the_table_change_nothing(client, org_a, deployment_a1, django_assert_max_num_queries):
+    bulk_keys(deployment_a1, 10_000)
+    _, deployment_key = issue_deployment_key(deployment_a1, name="needle")
+    _, all_key = issue_global_key(org_a, name="everything", allow_all_deployments=True)
+    row, selected_key = issue_global_key(org_a, name="selected", deployments=[deployment_a1])
+    link_many(row, org_a, 999)
+    assert DeploymentKey.objects.count() == 10_001
+
+    measured = {
+        "deployment key": count_execute(client, deployment_key),
+        "allow-all key": count_execute(client, all_key),
+        "selected key, 1,000 deployments": count_execute(client, selected_key),
+    }
+    assert measured == {
+        "deployment key": COLD_EXECUTE_QUERIES,
+        "allow-all key": COLD_EXECUTE_QUERIES,
+        "selected key, 1,000 deployments": COLD_EXECUTE_QUERIES + SELECTED_EXTRA_QUERIES,
+    }
+    local_cache.clear()
+    with django_assert_max_num_queries(COLD_EXECUTE_QUERIES + SELECTED_EXTRA_QUERIES):
+        assert client.get("/api/v1/key/", **bearer(deployment_key)).status_code == 200
+
+
+def test_the_key_lookup_uses_the_digest_index(client, deployment_a1):
+    """On PostgreSQL, the lookup among 10,000 keys is an index scan, not a sequential scan."""
+    if connection.vendor != "postgresql":
+        pytest.skip("EXPLAIN's output is PostgreSQL's")
+    bulk_keys(deployment_a1, 10_000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE keys_deploymentkey")
+    plan = DeploymentKey.objects.filter(digest=secrets.token_hex(32)).explain()
+    assert "Index" in plan and "Seq Scan" not in plan
+
+
+def test_last_used_at_is_written_at_most_once_a_minute(client, deployment_key_a1):
+    row, full_key = deployment_key_a1
+    start = timezone.now()
+
+    def at(seconds: int):
+        return mock.patch("django.utils.timezone.now", return_value=start + timedelta(seconds=seconds))
+
+    def last_used_at():
+        return DeploymentKey.objects.get(pk=row.pk).last_used_at
+
+    def writes(seconds: int) -> int:
+        local_cache.clear()
+        with at(seconds), CaptureQueriesContext(connection) as queries:
+            assert execute(client, "org-a", "a-one", full_key).status_code == 200
+        return sum('UPDATE "keys_deploymentkey"' in query["sql"] for query in queries)
+
+    assert last_used_at() is None
+    assert writes(0) == 1
+    assert last_used_at() == start
+    assert [writes(seconds) for seconds in (1, 30, 59)] == [0, 0, 0]
+    assert last_used_at() == start
+    assert writes(61) == 1
+    assert last_used_at() == start + timedelta(seconds=61)
+    assert [writes(seconds) for seconds in (62, 100)] == [0, 0]
