@@ -29,5 +29,10 @@ run: $(VENV)/.run-installed
 test: $(VENV)/.test-installed
 	scripts/with-services.sh $(PY) -m pytest $(PYTEST_ARGS)
 
+# BENCH_SIZE=tiny for a quick run; other knobs in bench/README.md.
+bench: $(VENV)/.run-installed
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	scripts/with-services.sh $(PY) -m bench.run
+
 clean:
 	rm -rf $(VENV) var .pytest_cache
