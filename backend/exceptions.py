@@ -8,11 +8,29 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from backend.middleware import SERVICE_UNAVAILABLE_BODY, SERVICE_UNAVAILABLE_HEADERS
+from backend.middleware import SERVICE_UNAVAILABLE_BODY, SERVICE_UNAVAILABLE_HEADERS, not_found
+
+SERVER_ERROR_BODY = {"detail": "The server failed to answer this request.", "code": "server_error"}
+
+
+def is_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/")
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: an unknown URL under /api/ is answered in the error shape, not with a page."""
+    return not_found() if is_api(request) else defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: the error shape under /api/, Django's page elsewhere."""
+    return JsonResponse(SERVER_ERROR_BODY, status=500) if is_api(request) else defaults.server_error(request)
 
 
 class Conflict(exceptions.APIException):

@@ -34,6 +34,28 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
+NOT_FOUND_BODY = {"detail": "Not found.", "code": "not_found"}
+
+
+def not_found() -> JsonResponse:
+    return JsonResponse(NOT_FOUND_BODY, status=404)
+
+
+class RejectNulPathMiddleware:
+    """A NUL character in the path names nothing that can exist: 404 before any query.
+
+    PostgreSQL refuses NUL in text parameters, so a lookup by such a slug would be a 500.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path_info:
+            return not_found()
+        return self.get_response(request)
+
+
 SERVICE_UNAVAILABLE_BODY = {
     "detail": "The service is temporarily unavailable. Try again shortly.",
     "code": "service_unavailable",

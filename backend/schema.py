@@ -61,6 +61,9 @@ class ValidationErrorExtension(OpenApiSerializerExtension):
     def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
         return {
             "type": "object",
-            "description": "Each offending field (or `non_field_errors`) maps to its messages.",
-            "additionalProperties": build_array_type(build_basic_type(OpenApiTypes.STR)),
+            "description": "Each offending field (or `non_field_errors`) maps to its messages; a field that "
+            "holds a map or list (DRF's nested form) maps to an object of the same shape, keyed by entry.",
+            "additionalProperties": {
+                "oneOf": [build_array_type(build_basic_type(OpenApiTypes.STR)), {"type": "object"}],
+            },
         }

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "backend.middleware.RequestIdMiddleware",
     "backend.middleware.ServiceUnavailableMiddleware",
+    "backend.middleware.RejectNulPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "organizations.login_throttle.LoginThrottleMiddleware",

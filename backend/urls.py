@@ -9,6 +9,9 @@ from keys.views import KeyIntrospectionView
 # Paths answer with and without their trailing slash (CONTRACT §2).
 DEPLOYMENT = r"^api/v1/deployments/(?P<org_slug>[^/]+)/(?P<deployment_slug>[^/]+)"
 
+handler404 = "backend.exceptions.page_not_found"
+handler500 = "backend.exceptions.server_error"
+
 urlpatterns = [
     re_path(r"^healthz/?$", healthz, name="healthz"),
     re_path(DEPLOYMENT + r"/execute/?$", ExecuteView.as_view(), name="deployment-execute"),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.db import models
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
@@ -14,7 +16,14 @@ from django.utils.html import format_html
 
 from backend.net import client_ip
 from deployments.models import Deployment, Execution
-from deployments.services import UPDATABLE_FIELDS, deployment_create, deployment_delete, deployment_update
+from deployments.services import (
+    UPDATABLE_FIELDS,
+    UPSTREAM_FIELDS,
+    deployment_create,
+    deployment_delete,
+    deployment_update,
+)
+from deployments.upstream import validate_upstream_headers
 from keys.models import DeploymentKey
 from organizations.admin import OrganizationScopedAdmin
 
@@ -27,6 +36,54 @@ SHOWN_FIELDS = [
 ]
 EDITABLE_FIELDS = [field for field in SHOWN_FIELDS if field in UPDATABLE_FIELDS]
 CREATE_FIELDS = [field for field in EDITABLE_FIELDS if field in inspect.signature(deployment_create).parameters]
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """Always renders empty: a secret is not sent back to the browser, not even the one just typed."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
+class DeploymentAdminForm(forms.ModelForm):
+    """The model's fields plus the write-only credentials: a new header map, or a box that clears the stored one."""
+
+    upstream_headers = forms.JSONField(
+        required=False,
+        widget=WriteOnlyTextarea(attrs={"rows": 4, "placeholder": '{"Authorization": "Bearer …"}'}),
+        label="New upstream headers",
+        help_text="A JSON object of header name to value, added to every upstream call. Stored encrypted and "
+        "never shown again; replaces the stored headers. Leave empty to keep them.",
+    )
+    clear_upstream_headers = forms.BooleanField(required=False, label="Clear stored headers")
+
+    class Meta:
+        model = Deployment
+        fields: list[str] = []
+
+    def clean_upstream_headers(self) -> dict[str, str] | None:
+        headers = self.cleaned_data.get("upstream_headers")
+        if headers is None:
+            return None
+        try:
+            return validate_upstream_headers(headers)
+        except forms.ValidationError as error:
+            raise forms.ValidationError(error.message_dict["upstream_headers"]) from None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned_data = super().clean()
+        if cleaned_data.get("clear_upstream_headers") and cleaned_data.get("upstream_headers"):
+            self.add_error("clear_upstream_headers", "Either enter new headers or clear the stored ones, not both.")
+        return cleaned_data
+
+    def upstream_headers_change(self) -> dict[str, Any]:
+        """The service's `upstream_headers` argument: {} when nothing changes, None to clear."""
+        if self.cleaned_data.get("clear_upstream_headers"):
+            return {"upstream_headers": None}
+        headers = self.cleaned_data.get("upstream_headers")
+        if headers is None:  # an empty textarea keeps what is stored
+            return {}
+        return {"upstream_headers": headers}
 
 
 class DeploymentKeyInline(admin.TabularInline):
@@ -65,25 +122,48 @@ class DeploymentAdmin(OrganizationScopedAdmin):
     """Deployments.
 
     Org admins add, change and delete their organizations' deployments;
-    members see them read-only. The slug is fixed once created. Writes go
-    through deployments/services.py; deleting a deployment deletes its keys
-    (each audited) and executions.
+    members see them read-only. The slug is fixed once created. Upstream
+    credentials are write-only: the page shows their names, never a value.
+    Writes go through deployments/services.py; deleting a deployment deletes
+    its keys (each audited) and executions.
     """
 
+    form = DeploymentAdminForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["slug", "name", "organization", "is_active", "runner", "created_at"]
-    list_filter = ["is_active", ("organization", admin.RelatedOnlyFieldListFilter)]
+    list_filter = ["is_active", "runner", ("organization", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organization"]
     search_fields = ["slug", "name"]
     inlines = [DeploymentKeyInline]
 
-    def get_fields(self, request: HttpRequest, obj: Deployment | None = None) -> list[str]:
-        return ["organization", "slug", *SHOWN_FIELDS, "created_at", "modified_at", "executions_link"]
+    def get_fieldsets(self, request: HttpRequest, obj: Deployment | None = None) -> list[tuple[str | None, dict[str, Any]]]:
+        upstream = [field for field in SHOWN_FIELDS if field in UPSTREAM_FIELDS]
+        upstream.append("stored_upstream_headers")
+        # Only where they can be written: shown read-only, "upstream_headers" would
+        # resolve to the model's method and print the decrypted values.
+        can_write = self.has_add_permission(request) if obj is None else self.has_change_permission(request, obj)
+        if can_write:
+            upstream.append("upstream_headers")
+            if obj is not None and obj.has_upstream_headers:
+                upstream.append("clear_upstream_headers")
+        return [
+            (None, {"fields": ["organization", "slug", *(f for f in SHOWN_FIELDS if f not in UPSTREAM_FIELDS)]}),
+            ("Upstream", {"fields": upstream}),
+            ("History", {"fields": ["created_at", "modified_at", "executions_link"]}),
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Deployment | None = None) -> list[str]:
         editable = CREATE_FIELDS if obj is None else EDITABLE_FIELDS
         fixed = [field for field in SHOWN_FIELDS if field not in editable]
-        fixed += ["created_at", "modified_at", "executions_link"]
+        fixed += ["stored_upstream_headers", "created_at", "modified_at", "executions_link"]
         return fixed if obj is None else ["organization", "slug", *fixed]
+
+    @admin.display(description="stored headers")
+    def stored_upstream_headers(self, deployment: Deployment) -> str:
+        if not deployment.upstream_header_names:
+            return "None"
+        names = ", ".join(deployment.upstream_header_names)
+        return f"{names} (values are write-only and never shown)"
 
     @admin.display(description="executions")
     def executions_link(self, deployment: Deployment) -> str:
@@ -96,13 +176,14 @@ class DeploymentAdmin(OrganizationScopedAdmin):
         data = form.cleaned_data
         if change:
             changes = {field: data[field] for field in EDITABLE_FIELDS if field in form.changed_data}
-            saved = deployment_update(deployment=obj, actor=request.user, **changes)
+            saved = deployment_update(deployment=obj, actor=request.user, **changes, **form.upstream_headers_change())
         else:
             saved = deployment_create(
                 actor=request.user,
                 organization=data["organization"],
                 slug=data["slug"],
                 **{field: data[field] for field in CREATE_FIELDS},
+                **form.upstream_headers_change(),
             )
         obj.__dict__.update(saved.__dict__)  # the admin logs and redirects with the saved row
 

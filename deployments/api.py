@@ -29,13 +29,20 @@ DEPLOYMENT_NOT_FOUND = "No deployment with this slug exists in this organization
 
 @extend_schema_view(
     list=extend_schema(summary="List deployments"),
-    create=extend_schema(summary="Create a deployment", request=DeploymentCreateSerializer, responses={201: DeploymentSerializer}),
+    create=extend_schema(
+        summary="Create a deployment",
+        request=DeploymentCreateSerializer,
+        responses={201: DeploymentSerializer},
+        description="`runner` is `echo` unless given; the `http` runner needs an `upstream_url`. "
+        "`upstream_headers` is write-only: responses show `upstream_header_names`.",
+    ),
     retrieve=extend_schema(summary="Read a deployment"),
     partial_update=extend_schema(
         summary="Change a deployment",
         request=DeploymentUpdateSerializer,
         responses={200: DeploymentSerializer},
-        description="`name`, `description` and `is_active`; the slug is fixed once created.",
+        description="`name`, `description`, `is_active`, `runner`, `upstream_url`, `timeout_seconds` and the "
+        "write-only `upstream_headers`; the slug is fixed once created.",
     ),
     destroy=extend_schema(
         summary="Delete a deployment",

@@ -4,22 +4,63 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from backend.serializers import InputSerializer, StrictBooleanField, StrictCharField
-from deployments.models import Deployment, Execution
+from backend.serializers import InputSerializer, StrictBooleanField, StrictCharField, StrictIntegerField
+from deployments.models import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, Deployment, Execution
 from deployments.services import NAME_MAX_LENGTH, SLUG_FIXED
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
+    # The header values are write-only: only their names are ever shown.
+    upstream_header_names = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Names of the headers added to upstream calls, sorted; their values are never shown.",
+    )
+    # "" when the deployment has no upstream: a URLField would document it as format "uri".
+    upstream_url = serializers.CharField(read_only=True, help_text="Where the http runner posts the request body; \"\" when none.")
+
     class Meta:
         model = Deployment
-        fields = ["slug", "name", "description", "is_active", "created_at", "modified_at"]
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "is_active",
+            "runner",
+            "upstream_url",
+            "timeout_seconds",
+            "upstream_header_names",
+            "created_at",
+            "modified_at",
+        ]
         read_only_fields = fields
 
 
 class DeploymentUpdateSerializer(InputSerializer):
+    """Shapes only: the service applies the model's rules (allowed addresses, the http runner needs a URL)."""
+
     name = StrictCharField(max_length=NAME_MAX_LENGTH)
     description = StrictCharField(required=False, allow_blank=True)
     is_active = StrictBooleanField(required=False)
+    runner = serializers.ChoiceField(choices=Deployment.Runner.choices, required=False)
+    upstream_url = serializers.URLField(
+        max_length=Deployment._meta.get_field("upstream_url").max_length,
+        required=False,
+        allow_blank=True,
+        help_text="Where the http runner posts the request body: http or https, and not an internal address "
+        "unless the server allows it.",
+    )
+    timeout_seconds = StrictIntegerField(
+        min_value=MIN_TIMEOUT_SECONDS, max_value=MAX_TIMEOUT_SECONDS, required=False
+    )
+    upstream_headers = serializers.DictField(
+        child=StrictCharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        allow_null=True,
+        write_only=True,
+        help_text="Write-only. Headers added to upstream calls (name → value), stored encrypted and never shown: "
+        "responses give `upstream_header_names`. Replaces the stored map; null or {} clears it; leaving it out keeps it.",
+    )
 
     def message_for_unknown(self, field: str) -> str:
         return SLUG_FIXED if field == "slug" else super().message_for_unknown(field)

@@ -8,24 +8,44 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from deployments import encryption
+from backend.validation import clean_name
 from deployments.models import Deployment
 from organizations.models import Organization
 
 Actor = AbstractBaseUser | AnonymousUser | None
 
-UPDATABLE_FIELDS = frozenset({"name", "description", "is_active"})
+# `upstream_headers` is write-only: a map of header name to value, stored encrypted;
+# None or {} clears the stored map, and leaving it out keeps it.
+UPSTREAM_FIELDS = frozenset({"runner", "upstream_url", "timeout_seconds"})
+UPDATABLE_FIELDS = frozenset({"name", "description", "is_active", *UPSTREAM_FIELDS, "upstream_headers"})
 SLUG_TAKEN = "A deployment with this slug already exists in this organization."
 SLUG_FIXED = "The slug is fixed once the deployment is created."
 NAME_MAX_LENGTH = Deployment._meta.get_field("name").max_length
 
 
-def _clean_name(name: Any) -> str:
-    name = str(name or "").strip()
-    if not name:
-        raise ValidationError({"name": "This field may not be blank."})
-    if len(name) > NAME_MAX_LENGTH:
-        raise ValidationError({"name": f"Ensure this field has no more than {NAME_MAX_LENGTH} characters."})
-    return name
+def _set_upstream_headers(deployment: Deployment, headers: dict[str, str] | None) -> None:
+    try:
+        deployment.set_upstream_headers(headers)
+    except encryption.CredentialsError as error:
+        # A server setting, but said where the credentials were entered; the message holds no value.
+        raise ValidationError({"upstream_headers": f"The upstream headers cannot be stored: {error}"}) from None
+
+
+def _check_upstream(deployment: Deployment, changed: set[str]) -> None:
+    """The model's validators on the upstream fields that changed, and its clean() (the http runner needs a URL).
+
+    Here rather than in the serializer so the API, the admin and commands are held to the same rules;
+    fields that did not change are not re-judged (an allowlist may have shrunk since)."""
+    unchecked = {field.name for field in Deployment._meta.concrete_fields} - (changed & UPSTREAM_FIELDS)
+    errors: dict[str, list[str]] = {}
+    for check in (lambda: deployment.clean_fields(exclude=unchecked), deployment.clean):
+        try:
+            check()
+        except ValidationError as error:
+            errors = error.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
 
 
 def _slug_taken(deployment: Deployment) -> bool:
@@ -45,10 +65,23 @@ def deployment_create(
     name: str,
     description: str = "",
     is_active: bool = True,
+    runner: str = Deployment.Runner.ECHO,
+    upstream_url: str = "",
+    timeout_seconds: int = Deployment._meta.get_field("timeout_seconds").default,
+    upstream_headers: dict[str, str] | None = None,
 ) -> Deployment:
     deployment = Deployment(
-        organization=organization, slug=slug, name=_clean_name(name), description=description, is_active=is_active
+        organization=organization,
+        slug=slug,
+        name=clean_name(name, max_length=NAME_MAX_LENGTH),
+        description=description,
+        is_active=is_active,
+        runner=runner,
+        upstream_url=upstream_url,
+        timeout_seconds=timeout_seconds,
     )
+    _check_upstream(deployment, set(UPSTREAM_FIELDS))
+    _set_upstream_headers(deployment, upstream_headers)
     if _slug_taken(deployment):
         raise ValidationError({"slug": SLUG_TAKEN})
     try:
@@ -62,7 +95,7 @@ def deployment_create(
 
 @transaction.atomic
 def deployment_update(*, deployment: Deployment, actor: Actor, **changes: Any) -> Deployment:
-    """Change a deployment's name, description or is_active. The slug never changes."""
+    """Change any of UPDATABLE_FIELDS. The slug never changes; `upstream_headers` replaces the stored map."""
     if "slug" in changes:
         raise ValidationError({"slug": SLUG_FIXED})
     unknown = set(changes) - UPDATABLE_FIELDS
@@ -70,9 +103,14 @@ def deployment_update(*, deployment: Deployment, actor: Actor, **changes: Any) -
         raise ValidationError({field: "This field cannot be changed." for field in sorted(unknown)})
     locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
     if "name" in changes:
-        changes["name"] = _clean_name(changes["name"])
+        changes["name"] = clean_name(changes["name"], max_length=NAME_MAX_LENGTH)
+    headers_changed = "upstream_headers" in changes
+    headers = changes.pop("upstream_headers", None)
     for field, value in changes.items():
         setattr(locked, field, value)
+    _check_upstream(locked, set(changes))
+    if headers_changed:
+        _set_upstream_headers(locked, headers)
     locked.save()
     return locked
 

@@ -6,13 +6,13 @@ import time
 import uuid
 from typing import Any
 
-from django.conf import settings
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.net import client_ip
+from backend.parsers import PayloadTooLarge, check_body_size, check_storable  # noqa: F401  (PayloadTooLarge: re-exported)
 from deployments.models import Deployment, Execution
 from deployments.runners import RunContext, get_runner
 from keys.authentication import ApiKeyAuthentication, HasApiKey, KeyAuth, rate_limit_headers
@@ -27,24 +27,6 @@ class DeploymentNotInScope(exceptions.PermissionDenied):
 class DeploymentInactive(exceptions.PermissionDenied):
     default_detail = "This deployment is inactive."
     default_code = "deployment_inactive"
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
-    default_code = "payload_too_large"
-
-
-def check_body_size(request: Request) -> None:
-    """413 before anything is read (by Content-Length) and again on the body itself."""
-    limit = settings.KEYSCOPE_MAX_BODY_BYTES
-    detail = f"The request body is larger than {limit} bytes."
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit or len(request.body) > limit:
-        raise PayloadTooLarge(detail)
 
 
 NOT_FOUND = "No deployment with this name exists for this key's organization."
@@ -99,10 +81,13 @@ class ClientAPIView(APIView):
 class ExecuteView(ClientAPIView):
     def post(self, request: Request, org_slug: str, deployment_slug: str) -> Response:
         deployment = resolve_deployment(request.auth, org_slug, deployment_slug)
-        check_body_size(request)
+        # Before anything is read (by Content-Length), then on the body itself.
+        check_body_size(request.META.get("CONTENT_LENGTH"))
+        check_body_size(None, request.body)
         payload = request.data
         if not isinstance(payload, dict):
             raise exceptions.ParseError("The request body must be a JSON object.")
+        check_storable(payload)
         key = request.auth.key
         execution = Execution(
             deployment_id=deployment.id,

@@ -22,11 +22,11 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from backend.net import client_ip
 from deployments.models import Deployment
-from keys import crypto
+from keys import crypto, ratelimit
 from keys.forms import DeploymentKeyForm, GlobalKeyForm, RotateForm
 from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
 from keys.services import (
@@ -120,6 +120,7 @@ class KeyAdmin(OrganizationScopedAdmin):
         "modified_at",
         "last_used_at",
         "revoked_at",
+        "usage_last_30_days",
     ]
     change_form_template = "admin/keys/key_change_form.html"
 
@@ -139,6 +140,22 @@ class KeyAdmin(OrganizationScopedAdmin):
             return "-"
         count = AuditEvent.objects.filter(key_id=key.pk).count()
         return format_html('<a href="{}">{}</a>', audit_events_url(key.pk), _plural(count, "audit event"))
+
+    @admin.display(description="requests, last 30 days")
+    def usage_last_30_days(self, key: ApiKey) -> str:
+        if key.pk is None:
+            return "-"
+        days = ratelimit.usage_for(str(key.pk))
+        total = sum(int(day["count"]) for day in days)
+        cells = format_html_join(
+            "", '<td title="{}" style="text-align: center">{}<br>{}</td>', ((d["date"], d["date"][5:], d["count"]) for d in days)
+        )
+        return format_html(
+            '<p>{} in total (UTC days, oldest first)</p><div style="overflow-x: auto"><table class="key-usage">'
+            "<tr>{}</tr></table></div>",
+            _plural(total, "request"),
+            cells,
+        )
 
     def get_fieldsets(self, request: HttpRequest, obj: ApiKey | None = None) -> list[tuple[str | None, dict[str, Any]]]:
         fieldsets = self.key_fieldsets
@@ -401,6 +418,7 @@ class DeploymentKeyAdmin(KeyAdmin):
         (None, {"fields": ["deployment", "name", "description"]}),
         ("Status", {"fields": ["key_masked", "status", "is_active", "expires_at", "revoked_at", "last_used_at"]}),
         ("Limits", {"fields": ["rate_limit_per_minute"]}),
+        ("Usage", {"fields": ["usage_last_30_days"]}),
         ("History", {"fields": ["audit_events", "created_at", "created_by", "modified_at"]}),
     ]
 
@@ -429,6 +447,7 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
         ("Scope", {"fields": ["scope", "deployments"]}),
         ("Status", {"fields": ["key_masked", "status", "is_active", "expires_at", "revoked_at", "last_used_at"]}),
         ("Limits", {"fields": ["rate_limit_per_minute"]}),
+        ("Usage", {"fields": ["usage_last_30_days"]}),
         ("History", {"fields": ["audit_events", "created_at", "created_by", "modified_at"]}),
     ]
 

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from backend.net import client_ip
 from backend.schema import CONFLICT, INVALID
 from deployments.models import Deployment
+from keys import ratelimit
 from keys import schema  # noqa: F401  (registers the OpenAPI extensions)
 from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
 from keys.serializers import (
@@ -29,6 +30,7 @@ from keys.serializers import (
     IssuedGlobalKeySerializer,
     KeyFilterSerializer,
     KeyInputSerializer,
+    KeyUsageSerializer,
     RevokeInputSerializer,
     RotateInputSerializer,
 )
@@ -148,6 +150,13 @@ class KeyViewSet(OrganizationViewSet):
         RevokeInputSerializer(data=request.data).is_valid(raise_exception=True)
         return self.output(key_revoke(key=key, actor=request.user, ip_address=client_ip(request)))
 
+    @action(detail=True, methods=["get"])
+    def usage(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        key = self.get_object()
+        days = ratelimit.usage_for(str(key.pk))
+        body = {"key_id": key.pk, "days": days, "total": sum(int(day["count"]) for day in days)}
+        return Response(KeyUsageSerializer(body).data)
+
 
 def key_schema(output: type, issued: type, request: type, noun: str) -> Any:
     return extend_schema_view(
@@ -175,6 +184,12 @@ def key_schema(output: type, issued: type, request: type, noun: str) -> Any:
             request=RevokeInputSerializer,
             responses={200: output},
             description="Final. Revoking a revoked key changes nothing.",
+        ),
+        usage=extend_schema(
+            summary=f"Daily usage of a {noun}",
+            responses={200: KeyUsageSerializer},
+            description="Requests authenticated with the key on each of the last 30 days (UTC), oldest first. "
+            "Counts are buffered per worker and may lag by about a second.",
         ),
     )
 

@@ -51,7 +51,8 @@ class KeySerializer(serializers.ModelSerializer):
     key_masked = serializers.CharField(read_only=True, help_text="The key's prefix, “…” and its last 4 characters.")
     status = serializers.ChoiceField(choices=KeyStatus.choices, read_only=True)
     created_by = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, help_text="The username of who created the key; null for the system."
+        slug_field="username", read_only=True, allow_null=True,
+        help_text="The username of who created the key; null for the system."
     )
 
 
@@ -126,6 +127,17 @@ class AuditEventSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_actor(self, event: AuditEvent) -> str | None:
         return event.actor_username or None
+
+
+class DailyUsageSerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="A day in UTC.")
+    count = serializers.IntegerField(help_text="Requests authenticated with the key that day, refused ones included.")
+
+
+class KeyUsageSerializer(serializers.Serializer):
+    key_id = serializers.UUIDField()
+    days = DailyUsageSerializer(many=True, help_text="The last 30 days, oldest first, today last.")
+    total = serializers.IntegerField(help_text="The sum of `days`.")
 
 
 # Input -----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from backend.exceptions import Conflict
+from backend.validation import clean_name
 from deployments.models import Deployment
 from keys import crypto
 from keys.audit import audit_record, audit_value
@@ -47,13 +48,6 @@ def _user(actor: Actor) -> AbstractBaseUser | None:
     return actor if actor is not None and actor.is_authenticated else None
 
 
-def clean_name(name: Any) -> str:
-    name = str(name or "").strip()
-    if not name:
-        raise ValidationError({"name": "This field may not be blank."})
-    if len(name) > NAME_MAX_LENGTH:
-        raise ValidationError({"name": f"Ensure this field has no more than {NAME_MAX_LENGTH} characters."})
-    return name
 
 
 def validate_expiry(expires_at: datetime | None) -> None:
@@ -120,7 +114,7 @@ def key_issue(
         modified_by=user,
         **fields,
     )
-    key.name = clean_name(key.name)
+    key.name = clean_name(key.name, max_length=NAME_MAX_LENGTH)
     validate_expiry(key.expires_at)
     _save(key)
     changes: dict[str, tuple[Any, Any]] = {
@@ -157,7 +151,7 @@ def key_update(*, key: K, actor: Actor, ip_address: str | None = None, **changes
     new_deployments = changes.pop("deployments", None)
 
     if "name" in changes:
-        changes["name"] = clean_name(changes["name"])
+        changes["name"] = clean_name(changes["name"], max_length=NAME_MAX_LENGTH)
     if "expires_at" in changes:
         validate_expiry(changes["expires_at"])
     for field, value in changes.items():

@@ -26,7 +26,10 @@ def test_an_org_admin_creates_a_deployment_in_their_organization_only(client_a, 
     form = client_a.get(admin_url("deployment", "add", app="deployments")).context["adminform"].form
     assert list(form.fields["organization"].queryset) == [org_a]
 
-    data = {"slug": "new", "name": "New", "description": "", "is_active": "on", "keys-TOTAL_FORMS": "0", "keys-INITIAL_FORMS": "0"}
+    data = {
+        "slug": "new", "name": "New", "description": "", "is_active": "on", "runner": "echo", "upstream_url": "",
+        "timeout_seconds": "30", "upstream_headers": "", "keys-TOTAL_FORMS": "0", "keys-INITIAL_FORMS": "0",
+    }
     refused = client_a.post(admin_url("deployment", "add", app="deployments"), {**data, "organization": org_b.pk})
     assert refused.status_code == 200 and not Deployment.objects.filter(slug="new").exists()
     created = client_a.post(admin_url("deployment", "add", app="deployments"), {**data, "organization": org_a.pk})

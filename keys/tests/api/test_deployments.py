@@ -18,7 +18,11 @@ def test_create_and_read_a_deployment(admin_client, org_a):
     )
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"slug", "name", "description", "is_active", "created_at", "modified_at"}
+    assert set(body) == {
+        "slug", "name", "description", "is_active", "runner", "upstream_url", "timeout_seconds",
+        "upstream_header_names", "created_at", "modified_at",
+    }
+    assert (body["runner"], body["upstream_url"], body["timeout_seconds"], body["upstream_header_names"]) == ("echo", "", 30, [])
     assert (body["slug"], body["name"], body["is_active"]) == ("search", "Search", True)
     assert Deployment.objects.get(organization=org_a, slug="search").name == "Search"
     assert admin_client.get(f"{DEPLOYMENTS}search/").json() == body
@@ -65,7 +69,7 @@ def test_patch_changes_name_description_and_is_active(admin_client, deployment_a
     assert (deployment_a1.name, deployment_a1.description, deployment_a1.is_active) == ("Renamed", "d", False)
 
 
-@pytest.mark.parametrize("body", [{"slug": "moved"}, {"slug": "a-one"}, {"runner": "echo"}, {"created_at": "x"}])
+@pytest.mark.parametrize("body", [{"slug": "moved"}, {"slug": "a-one"}, {"upstream_header_names": ["X"]}, {"created_at": "x"}])
 def test_the_slug_is_fixed_and_other_fields_are_not_writable(admin_client, deployment_a1, body):
     response = admin_client.patch(f"{DEPLOYMENTS}a-one/", body, format="json")
     assert response.status_code == 400
