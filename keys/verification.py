@@ -8,8 +8,10 @@ cached and compared cheaply.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timedelta
 
+from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -17,6 +19,7 @@ from deployments.models import Deployment
 from keys import crypto
 from keys.cache import MISSING, local_cache
 from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey, GlobalKeyDeployment, RetiredSecret
+from organizations.models import Organization
 
 LAST_USED_RESOLUTION_SECONDS = 60
 MODEL_BY_KIND: dict[str, type[ApiKey]] = {"deployment": DeploymentKey, "global": GlobalApiDeploymentKey}
@@ -57,66 +60,108 @@ class VerifiedKey:
 
 
 _COMMON_FIELDS = ("id", "name", "last4", "is_active", "expires_at", "revoked_at", "rate_limit_per_minute", "last_used_at")
-_FIELDS_BY_KIND = {
-    "deployment": (
-        *_COMMON_FIELDS,
-        "deployment_id",
-        "deployment__organization_id",
-        "deployment__organization__slug",
-        "deployment__organization__default_rate_limit_per_minute",
-    ),
-    "global": (
-        *_COMMON_FIELDS,
-        "allow_all_deployments",
-        "organization_id",
-        "organization__slug",
-        "organization__default_rate_limit_per_minute",
-    ),
-}
 
 
-def _record(kind: crypto.KeyKind, row: dict, retired_valid_until: datetime | None = None) -> VerifiedKey:
-    if kind == "deployment":
-        organization_id = row["deployment__organization_id"]
-        organization_slug = row["deployment__organization__slug"]
-        organization_rate_limit = row["deployment__organization__default_rate_limit_per_minute"]
-    else:
-        organization_id = row["organization_id"]
-        organization_slug = row["organization__slug"]
-        organization_rate_limit = row["organization__default_rate_limit_per_minute"]
-    return VerifiedKey(
-        kind=kind,
-        id=str(row["id"]),
-        name=row["name"],
-        last4=row["last4"],
-        organization_id=organization_id,
-        organization_slug=organization_slug,
-        organization_rate_limit=organization_rate_limit,
-        deployment_id=row.get("deployment_id"),
-        allow_all_deployments=bool(row.get("allow_all_deployments", False)),
-        is_active=row["is_active"],
-        expires_at=row["expires_at"],
-        revoked_at=row["revoked_at"],
-        rate_limit_per_minute=row["rate_limit_per_minute"],
-        last_used_at=row["last_used_at"],
-        retired_valid_until=retired_valid_until,
-    )
+class KeyLookupQuery:
+    """One hand-written query that finds a digest among a kind's current and rotated-out secrets.
+
+    Cold requests skip the ORM's query building (about as costly as the database
+    round trip itself): the SQL is built once per connection vendor from the
+    models' metadata, and values go through Django's own converters, so SQLite
+    and PostgreSQL read alike.
+    """
+
+    def __init__(self, kind: crypto.KeyKind) -> None:
+        self.kind = kind
+        self._prepared: dict[str, tuple[str, list[tuple[str, Any]]]] = {}
+
+    def _columns(self) -> list[tuple[str, type[models.Model], str, str]]:
+        """(name in the record, model, field, table alias) for each selected column."""
+        model = MODEL_BY_KIND[self.kind]
+        columns = [(name, model, name, "k") for name in _COMMON_FIELDS]
+        if self.kind == "deployment":
+            columns += [("deployment_id", model, "deployment", "k"), ("organization_id", Deployment, "organization", "d")]
+        else:
+            columns += [("allow_all_deployments", model, "allow_all_deployments", "k"), ("organization_id", model, "organization", "k")]
+        columns += [
+            ("organization_slug", Organization, "slug", "o"),
+            ("organization_rate_limit", Organization, "default_rate_limit_per_minute", "o"),
+        ]
+        return columns
+
+    def _prepare(self) -> tuple[str, list[tuple[str, Any]]]:
+        prepared = self._prepared.get(connection.vendor)
+        if prepared is not None:
+            return prepared
+        qn = connection.ops.quote_name
+        model = MODEL_BY_KIND[self.kind]
+        columns = self._columns()
+        select = ", ".join(
+            f"{alias}.{qn(owner._meta.get_field(field).column)}" for _, owner, field, alias in columns
+        )
+        table = qn(model._meta.db_table)
+        organizations = qn(Organization._meta.db_table)
+        if self.kind == "deployment":
+            joins = (
+                f"JOIN {qn(Deployment._meta.db_table)} d ON d.{qn('id')} = k.{qn('deployment_id')} "
+                f"JOIN {organizations} o ON o.{qn('id')} = d.{qn('organization_id')}"
+            )
+        else:
+            joins = f"JOIN {organizations} o ON o.{qn('id')} = k.{qn('organization_id')}"
+        retired = RetiredSecret._meta
+        valid_until = qn(retired.get_field("valid_until").column)
+        sql = (
+            f"SELECT {select}, NULL FROM {table} k {joins} WHERE k.{qn('digest')} = %s "
+            f"UNION ALL "
+            f"SELECT {select}, r.{valid_until} FROM {qn(retired.db_table)} r "
+            f"JOIN {table} k ON k.{qn('id')} = r.{qn('key_id')} {joins} "
+            f"WHERE r.{qn('digest')} = %s AND r.{qn('key_kind')} = %s"
+        )
+        converters = []
+        for name, owner, field, alias in [*columns, ("retired_valid_until", RetiredSecret, "valid_until", "r")]:
+            column = owner._meta.get_field(field).get_col(alias)
+            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            converters.append((name, (column, found)))
+        self._prepared[connection.vendor] = (sql, converters)
+        return sql, converters
+
+    def run(self, key_digest: str) -> VerifiedKey | None:
+        sql, converters = self._prepare()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [key_digest, key_digest, self.kind])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values: dict[str, Any] = {}
+        for value, (name, (column, found)) in zip(row, converters):
+            for converter in found:
+                value = converter(value, column, connection)
+            values[name] = value
+        return VerifiedKey(
+            kind=self.kind,
+            id=str(values["id"]),
+            name=values["name"],
+            last4=values["last4"],
+            organization_id=values["organization_id"],
+            organization_slug=values["organization_slug"],
+            organization_rate_limit=values["organization_rate_limit"],
+            deployment_id=values.get("deployment_id"),
+            allow_all_deployments=bool(values.get("allow_all_deployments", False)),
+            is_active=bool(values["is_active"]),
+            expires_at=values["expires_at"],
+            revoked_at=values["revoked_at"],
+            rate_limit_per_minute=values["rate_limit_per_minute"],
+            last_used_at=values["last_used_at"],
+            retired_valid_until=values["retired_valid_until"],
+        )
+
+
+_LOOKUPS = {kind: KeyLookupQuery(kind) for kind in MODEL_BY_KIND}
 
 
 def lookup(kind: crypto.KeyKind, key_digest: str) -> VerifiedKey | None:
-    """The key with this digest, current or rotated out; None when no key ever had it."""
-    model = MODEL_BY_KIND[kind]
-    fields = _FIELDS_BY_KIND[kind]
-    row = model.objects.filter(digest=key_digest).values(*fields).first()
-    if row is not None:
-        return _record(kind, row)
-    retired = RetiredSecret.objects.filter(digest=key_digest, key_kind=kind).values("key_id", "valid_until").first()
-    if retired is None:
-        return None
-    row = model.objects.filter(pk=retired["key_id"]).values(*fields).first()
-    if row is None:
-        return None
-    return _record(kind, row, retired_valid_until=retired["valid_until"])
+    """The key with this digest, current or rotated out, in one query; None when no key ever had it."""
+    return _LOOKUPS[kind].run(key_digest)
 
 
 UNKNOWN = "unknown"  # the negative entry: no key ever had this digest
