@@ -137,23 +137,11 @@ class KeyLookupQuery:
             for converter in found:
                 value = converter(value, column, connection)
             values[name] = value
-        return VerifiedKey(
-            kind=self.kind,
-            id=str(values["id"]),
-            name=values["name"],
-            last4=values["last4"],
-            organization_id=values["organization_id"],
-            organization_slug=values["organization_slug"],
-            organization_rate_limit=values["organization_rate_limit"],
-            deployment_id=values.get("deployment_id"),
-            allow_all_deployments=bool(values.get("allow_all_deployments", False)),
-            is_active=bool(values["is_active"]),
-            expires_at=values["expires_at"],
-            revoked_at=values["revoked_at"],
-            rate_limit_per_minute=values["rate_limit_per_minute"],
-            last_used_at=values["last_used_at"],
-            retired_valid_until=values["retired_valid_until"],
-        )
+        values["id"] = str(values["id"])
+        values["is_active"] = bool(values["is_active"])
+        values["allow_all_deployments"] = bool(values.get("allow_all_deployments", False))
+        values.setdefault("deployment_id", None)
+        return VerifiedKey(kind=self.kind, **values)
 
 
 _LOOKUPS = {kind: KeyLookupQuery(kind) for kind in MODEL_BY_KIND}
