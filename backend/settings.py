@@ -202,7 +202,10 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "backend.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "backend.logging.RequestIdFilter"},
+        "redact_keys": {"()": "backend.logging.RedactKeysFilter"},
+    },
     "formatters": {
         "line": {
             "format": "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s",
@@ -213,7 +216,7 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "line",
-            "filters": ["request_id"],
+            "filters": ["request_id", "redact_keys"],
         }
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},

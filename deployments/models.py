@@ -63,6 +63,11 @@ class Deployment(models.Model):
         super().clean()
         if self.runner == self.Runner.HTTP and not self.upstream_url:
             raise ValidationError({"upstream_url": "The http runner needs an upstream URL."})
+        # The keys app depends on this one, so it is imported here, when it is ready.
+        from keys.models import deployment_move_errors
+
+        if errors := deployment_move_errors(self):
+            raise ValidationError(errors)
 
     @property
     def has_upstream_headers(self) -> bool:

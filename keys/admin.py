@@ -407,7 +407,7 @@ class DeploymentKeyAdmin(KeyAdmin):
     form = DeploymentKeyForm
     organization_path = "deployment__organization"
     parent_field = "deployment"
-    list_display = ["name", "organization", "key_masked", "scope", "status", "expires_at", "last_used_at"]
+    list_display = ["name", "organization", "deployment_slug", "key_masked", "scope", "status", "expires_at", "last_used_at"]
     list_filter = [
         StatusFilter,
         ("deployment__organization", admin.RelatedOnlyFieldListFilter),
@@ -426,9 +426,14 @@ class DeploymentKeyAdmin(KeyAdmin):
     def organization(self, key: DeploymentKey) -> str:
         return str(key.deployment.organization)
 
-    @admin.display(description="scope", ordering="deployment__slug")
+    @admin.display(description="deployment", ordering="deployment__slug")
+    def deployment_slug(self, key: DeploymentKey) -> str:
+        return key.deployment.slug
+
+    @admin.display(description="scope")
     def scope(self, key: DeploymentKey) -> str:
-        return f"Deployment {key.deployment.slug}"
+        # The same words as the global keys' list (CONTRACT §6); which one is the column beside.
+        return _plural(1, "deployment")
 
 
 @admin.register(GlobalApiDeploymentKey)
@@ -471,7 +476,9 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
             if obj is not None:
                 choices = Deployment.objects.filter(organization_id=obj.organization_id)
             else:
-                choices = self.choices_for(Deployment, request) or Deployment.objects.all()
+                scoped = self.choices_for(Deployment, request)
+                # None means "no restriction" (a superuser); an empty queryset must stay empty.
+                choices = Deployment.objects.all() if scoped is None else scoped
             form.base_fields["deployments"].queryset = choices.select_related("organization").order_by(
                 "organization__slug", "slug"
             )

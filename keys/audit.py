@@ -1,6 +1,6 @@
 """Writing audit events (CONTRACT §7). Only keys/services.py calls this."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -13,6 +13,8 @@ AuditValue = str | int | bool | list[str] | None
 def audit_value(value: Any) -> AuditValue:
     """A JSON-safe rendering of a field value for `changes` (never a secret: callers pass none)."""
     if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
         return value.isoformat().replace("+00:00", "Z")
     return value
 

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, router, transaction
+from django.db.models.fields.related_descriptors import ManyToManyDescriptor, create_forward_many_to_many_manager
 from django.db.models.functions import Lower
 from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from deployments.models import Deployment
 from keys import crypto
@@ -28,6 +30,12 @@ if TYPE_CHECKING:
 
 ALLOW_ALL_WITH_LIST = "A key that opens all deployments cannot also list deployments."
 FOREIGN_DEPLOYMENT = "Deployments must belong to the key's organization."
+
+
+def unset_digest() -> str:
+    """A unique placeholder for a row made with plain `objects.create()`: it matches no key's sha256
+    (hex has no colon), so such a row opens nothing until it is rotated."""
+    return f"unset:{uuid.uuid4().hex}"
 
 
 class KeyStatus(models.TextChoices):
@@ -53,7 +61,7 @@ class ApiKey(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True, default="")
-    digest = models.CharField(max_length=64, unique=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False, default=unset_digest)
     last4 = models.CharField(max_length=4, editable=False)
     is_active = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -122,6 +130,70 @@ class DeploymentKey(ApiKey):
         return self.deployment.organization
 
 
+def _atomic_create_manager(manager_cls: type) -> type:
+    """A related manager whose create(), get_or_create() and update_or_create() run in one transaction.
+
+    Django's many-to-many manager saves the new row and then add()s the link, with
+    no transaction around the two: when the tenant guard refuses the link, the row
+    (a deployment of another organization, say) would stay committed.
+    """
+
+    class AtomicCreateManager(manager_cls):  # type: ignore[misc, valid-type]
+        def _atomic(self) -> Any:
+            return transaction.atomic(using=router.db_for_write(self.instance.__class__, instance=self.instance))
+
+        def create(self, **kwargs: Any) -> Any:
+            with self._atomic():
+                return super().create(**kwargs)
+
+        create.alters_data = True  # type: ignore[attr-defined]
+
+        def get_or_create(self, **kwargs: Any) -> Any:
+            with self._atomic():
+                return super().get_or_create(**kwargs)
+
+        get_or_create.alters_data = True  # type: ignore[attr-defined]
+
+        def update_or_create(self, **kwargs: Any) -> Any:
+            with self._atomic():
+                return super().update_or_create(**kwargs)
+
+        update_or_create.alters_data = True  # type: ignore[attr-defined]
+
+    AtomicCreateManager.__name__ = AtomicCreateManager.__qualname__ = manager_cls.__name__
+    return AtomicCreateManager
+
+
+class _AtomicCreateManyToManyDescriptor(ManyToManyDescriptor):
+    @cached_property
+    def related_manager_cls(self) -> type:
+        related_model = self.rel.related_model if self.reverse else self.rel.model
+        return _atomic_create_manager(
+            create_forward_many_to_many_manager(related_model._default_manager.__class__, self.rel, reverse=self.reverse)
+        )
+
+
+class ScopeField(models.ManyToManyField):
+    """A many-to-many whose related managers' create() stores nothing when the link is refused.
+
+    Both sides (`key.deployments` and `deployment.global_keys`) get the atomic
+    manager. Migrations see a plain ManyToManyField.
+    """
+
+    def contribute_to_class(self, cls: type, name: str, **kwargs: Any) -> None:
+        super().contribute_to_class(cls, name, **kwargs)
+        setattr(cls, self.name, _AtomicCreateManyToManyDescriptor(self.remote_field, reverse=False))
+
+    def contribute_to_related_class(self, cls: type, related: Any) -> None:
+        super().contribute_to_related_class(cls, related)
+        if not self.remote_field.hidden and not related.related_model._meta.swapped:
+            setattr(cls, related.accessor_name, _AtomicCreateManyToManyDescriptor(self.remote_field, reverse=True))
+
+    def deconstruct(self) -> Any:
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.ManyToManyField", args, kwargs
+
+
 class GlobalApiDeploymentKey(ApiKey):
     """Opens all of an organization's deployments, or the ones linked to it."""
 
@@ -131,7 +203,7 @@ class GlobalApiDeploymentKey(ApiKey):
     allow_all_deployments = models.BooleanField(
         default=False, help_text="Open every deployment of the organization, current and future."
     )
-    deployments = models.ManyToManyField(
+    deployments = ScopeField(
         Deployment, through="GlobalKeyDeployment", related_name="global_keys", blank=True
     )
 
@@ -188,6 +260,33 @@ def check_scope_link(key: GlobalApiDeploymentKey, deployments: list[Deployment])
         raise ValidationError({"deployments": ALLOW_ALL_WITH_LIST})
     if any(deployment.organization_id != key.organization_id for deployment in deployments):
         raise ValidationError({"deployments": FOREIGN_DEPLOYMENT})
+
+
+MOVED_WITH_DEPLOYMENT_KEYS = "A deployment with keys cannot move to another organization: its keys would move with it."
+MOVED_WITH_GLOBAL_KEYS = "A deployment linked to global keys cannot move to another organization."
+
+
+def deployment_move_errors(deployment: Deployment) -> dict[str, str]:
+    """The tenant guard from the deployment's side: its organization stays put while keys depend on it.
+
+    A deployment key's organization is its deployment's, so moving the deployment
+    would move its keys to another tenant; a global key's links would cross the
+    boundary. A new deployment, or one whose organization is unchanged, passes.
+    """
+    if deployment._state.adding or deployment.pk is None:
+        return {}
+    stored = Deployment.objects.filter(pk=deployment.pk).values_list("organization_id", flat=True).first()
+    if stored is None or stored == deployment.organization_id:
+        return {}
+    if DeploymentKey.objects.filter(deployment_id=deployment.pk).exists():
+        return {"organization": MOVED_WITH_DEPLOYMENT_KEYS}
+    if (
+        GlobalKeyDeployment.objects.filter(deployment_id=deployment.pk)
+        .exclude(key__organization_id=deployment.organization_id)
+        .exists()
+    ):
+        return {"organization": MOVED_WITH_GLOBAL_KEYS}
+    return {}
 
 
 @receiver(m2m_changed, sender=GlobalKeyDeployment)

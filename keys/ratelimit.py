@@ -10,6 +10,7 @@ KEYSCOPE_RATELIMIT_FAIL_OPEN, with one error log line a minute.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -56,26 +57,41 @@ def _window(now: float) -> tuple[int, int]:
     return window, max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
 
 
-def _hit(name: str, now: float) -> tuple[int, int]:
-    """Count one hit on `name` in the current window; return (count, seconds to reset)."""
+def _hit(name: str, now: float, *, sliding: bool = False) -> tuple[int, int]:
+    """Count one hit on `name` in the current window; return (count, seconds to reset).
+
+    `sliding` estimates the count over the last 60 seconds instead of since the
+    window began: the previous window's count, weighted by how much of it is
+    still inside the last minute, plus the current one. Same round trip.
+    """
     window, reset = _window(now)
     counter = f"ks:rl:{name}:{window}"
+    previous_counter = f"ks:rl:{name}:{window - 1}"
     if settings.REDIS_URL:
         try:
             pipe = redis_client().pipeline(transaction=False)
             pipe.incr(counter)
             pipe.expire(counter, WINDOW_SECONDS * 2)
-            count, _ = pipe.execute()
+            if sliding:
+                pipe.get(previous_counter)
+            count, _, *previous = pipe.execute()
         except Exception as exc:
             _log_unavailable(exc)
             raise CountersUnavailable from exc
-        return int(count), reset
-    cache.add(counter, 0, WINDOW_SECONDS * 2)
-    try:
-        return cache.incr(counter), reset
-    except ValueError:  # expired between add and incr
-        cache.set(counter, 1, WINDOW_SECONDS * 2)
-        return 1, reset
+        count = int(count)
+        previous_count = int(previous[0] or 0) if previous else 0
+    else:
+        cache.add(counter, 0, WINDOW_SECONDS * 2)
+        try:
+            count = cache.incr(counter)
+        except ValueError:  # expired between add and incr
+            cache.set(counter, 1, WINDOW_SECONDS * 2)
+            count = 1
+        previous_count = int(cache.get(previous_counter, 0)) if sliding else 0
+    if sliding and previous_count:
+        still_inside = 1 - (now % WINDOW_SECONDS) / WINDOW_SECONDS
+        count += math.ceil(previous_count * still_inside)
+    return count, reset
 
 
 def _peek(name: str, now: float) -> tuple[int, int]:
@@ -137,14 +153,15 @@ def record_failed_auth(address: str | None, now: float | None = None) -> tuple[b
     """Count a failed authentication from `address`; return (throttled, seconds to reset).
 
     Throttled once this one makes more than KEYSCOPE_FAILED_AUTH_PER_MINUTE failures in the
-    window: with 60, the 61st invalid attempt gets 429.
+    last minute (a sliding estimate, so a burst across a window boundary counts whole):
+    with 60, the 61st invalid attempt gets 429.
     """
     limit = settings.KEYSCOPE_FAILED_AUTH_PER_MINUTE
     if limit <= 0:
         return False, 0
     now = time.time() if now is None else now
     try:
-        count, reset = _hit(f"fail:{address or 'unknown'}", now)
+        count, reset = _hit(f"fail:{address or 'unknown'}", now, sliding=True)
     except CountersUnavailable:
         return (not settings.KEYSCOPE_RATELIMIT_FAIL_OPEN), 1
     return count > limit, reset

@@ -216,6 +216,23 @@ def can_execute(key: VerifiedKey, deployment_id: int, deployment_organization_id
     return allowed
 
 
+def scope_slugs(key: VerifiedKey) -> list[str]:
+    """The slugs a key opens, sorted (`[]` for an allow-all key), cached per worker like keys."""
+    if key.kind == "global" and key.allow_all_deployments:
+        return []
+    cache_key = ("scope-slugs", key.id)
+    entry = local_cache.get(cache_key)
+    if entry is not MISSING:
+        return list(entry)
+    generation = local_cache.generation
+    if key.kind == "deployment":
+        slugs = list(Deployment.objects.filter(pk=key.deployment_id).values_list("slug", flat=True))
+    else:
+        slugs = sorted(GlobalKeyDeployment.objects.filter(key_id=key.id).values_list("deployment__slug", flat=True))
+    local_cache.set(cache_key, tuple(slugs), generation)
+    return slugs
+
+
 _last_touched: dict[str, datetime] = {}
 
 

@@ -33,9 +33,15 @@ def _admin_login_path() -> str:
     return reverse("admin:login")
 
 
+# The client API authenticates keys only: a Basic header there is ignored, never a login.
+KEY_AUTHENTICATED_PATHS = ("/api/v1/deployments/", "/api/v1/key")
+
+
 def _attempted_username(request: HttpRequest) -> str | None:
     if request.method == "POST" and request.path == _admin_login_path():
         return request.POST.get("username", "")
+    if request.path.startswith(KEY_AUTHENTICATED_PATHS):
+        return None
     return _basic_username(request)
 
 

@@ -8,6 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from deployments.models import Deployment
 from keys.models import AuditEvent, GlobalApiDeploymentKey, GlobalKeyDeployment
 from keys.tests.factories import issue_global_key
 
@@ -146,3 +147,110 @@ def test_issuing_a_key_that_breaks_the_guard_stores_nothing(org_a, deployment_a1
     assert not GlobalApiDeploymentKey.objects.exists()
     assert not GlobalKeyDeployment.objects.exists()
     assert not AuditEvent.objects.exists()
+
+
+# The related managers' create(): Django saves the new row, then add()s the link, with
+# no transaction of its own around the two. A refused link must not leave the row behind.
+
+CREATE_THROUGH_THE_RELATION = [
+    pytest.param(
+        lambda key, org: key.deployments.create(organization=org, slug="made-here", name="Made here"), id="create"
+    ),
+    pytest.param(
+        lambda key, org: key.deployments.get_or_create(organization=org, slug="made-here", defaults={"name": "M"}),
+        id="get-or-create",
+    ),
+    pytest.param(
+        lambda key, org: key.deployments.update_or_create(organization=org, slug="made-here", defaults={"name": "M"}),
+        id="update-or-create",
+    ),
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("create", CREATE_THROUGH_THE_RELATION)
+def test_creating_another_organizations_deployment_through_the_key_stores_nothing(selected_key, org_b, create):
+    # transaction=True: autocommit, as in a shell session, where a half-done create() would stay committed.
+    with pytest.raises(ValidationError):
+        create(selected_key, org_b)
+
+    assert not Deployment.objects.filter(slug="made-here").exists()
+    assert linked_slugs(selected_key) == ["a-one"]
+
+
+@pytest.mark.parametrize("create", CREATE_THROUGH_THE_RELATION)
+def test_creating_another_organizations_deployment_inside_a_transaction_stores_nothing(selected_key, org_b, create):
+    with pytest.raises(ValidationError):
+        create(selected_key, org_b)
+
+    assert not Deployment.objects.filter(slug="made-here").exists()
+    assert linked_slugs(selected_key) == ["a-one"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_creating_a_key_of_another_organization_from_the_deployment_side_stores_nothing(selected_key, org_b, deployment_a1):
+    with pytest.raises(ValidationError):
+        deployment_a1.global_keys.create(organization=org_b, name="made here")
+
+    assert not GlobalApiDeploymentKey.objects.filter(name="made here").exists()
+    assert sorted(GlobalKeyDeployment.objects.values_list("key__name", flat=True)) == ["selected"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_creating_a_deployment_of_the_same_organization_through_the_key_links_it(selected_key, org_a):
+    created = selected_key.deployments.create(organization=org_a, slug="made-here", name="Made here")
+
+    assert Deployment.objects.get(slug="made-here") == created
+    assert linked_slugs(selected_key) == ["a-one", "made-here"]
+
+
+# The deployment's side: a deployment that keys depend on does not change organization.
+
+
+def move(deployment: Deployment, organization) -> Deployment:
+    deployment.organization = organization
+    return deployment
+
+
+def test_moving_a_deployment_linked_by_a_global_key_raises_and_stores_nothing(selected_key, deployment_a1, org_b):
+    with pytest.raises(ValidationError) as error:
+        move(deployment_a1, org_b).save()
+    assert "organization" in error.value.message_dict
+    with pytest.raises(ValidationError) as error:
+        move(deployment_a1, org_b).full_clean()
+    assert "organization" in error.value.message_dict
+
+    assert Deployment.objects.get(pk=deployment_a1.pk).organization_id == selected_key.organization_id
+    assert linked_slugs(selected_key) == ["a-one"]
+
+
+def test_moving_a_deployment_with_deployment_keys_raises_and_stores_nothing(deployment_key_a1, org_a, org_b):
+    key, _ = deployment_key_a1
+    deployment = Deployment.objects.get(pk=key.deployment_id)
+
+    with pytest.raises(ValidationError) as error:
+        move(deployment, org_b).save()
+    assert "organization" in error.value.message_dict
+    with pytest.raises(ValidationError):
+        move(deployment, org_b).full_clean()
+
+    key.refresh_from_db()
+    assert key.deployment.organization == org_a
+
+
+def test_a_deployment_no_key_depends_on_may_move(org_a, org_b, deployment_a2, selected_key):
+    # An allow-all key covers whatever its organization has; it does not pin a deployment.
+    issue_global_key(org_a, name="everything", allow_all_deployments=True)
+
+    move(deployment_a2, org_b).full_clean()
+    deployment_a2.save()
+
+    assert Deployment.objects.get(pk=deployment_a2.pk).organization == org_b
+
+
+def test_saving_a_linked_deployment_in_its_own_organization_still_works(selected_key, deployment_a1, deployment_key_a1):
+    deployment_a1.name = "Renamed"
+    deployment_a1.full_clean()
+    deployment_a1.save()
+
+    assert Deployment.objects.get(pk=deployment_a1.pk).name == "Renamed"

@@ -194,6 +194,26 @@ def test_lists_show_masked_key_scope_status_expiry_and_last_use(client_a, global
         assert column.upper() in page.upper()
 
 
+def test_the_deployment_key_list_shows_its_scope_as_a_count_and_the_deployment_in_its_own_column(
+    client_a, deployment_key_a1
+):
+    key, _ = deployment_key_a1
+    response = client_a.get(admin_url(DEPLOYMENT, "changelist"))
+    page = response.content.decode()
+
+    assert key.key_masked in page
+    assert "1 deployment" in page
+    assert "Deployment a-one" not in page
+    assert '<td class="field-deployment_slug">a-one</td>' in page
+    assert '<td class="field-scope">1 deployment</td>' in page
+    for column in ("Name", "Organization", "Deployment", "Key", "Scope", "Status", "Expires at", "Last used at"):
+        assert column.upper() in page.upper()
+    # Sorting by the deployment column still works.
+    sorted_page = client_a.get(admin_url(DEPLOYMENT, "changelist"), {"o": "3"})
+    assert sorted_page.status_code == 200
+    assert [k.pk for k in sorted_page.context["cl"].result_list] == [key.pk]
+
+
 @pytest.mark.parametrize(("status", "expected"), [("active", {"fresh"}), ("inactive", {"off"}), ("expired", {"old"}), ("revoked", {"gone"})])
 def test_the_status_filter(client_a, org_a, status, expected):
     from keys.tests.factories import issue_global_key

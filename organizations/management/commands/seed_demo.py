@@ -4,10 +4,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from deployments.models import Deployment
-from keys.models import DeploymentKey, GlobalApiDeploymentKey
-from keys.services import key_rotate, key_update
+from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey
+from keys.services import key_activate, key_delete, key_rotate, key_update
 from organizations.models import Membership, Organization
 
 DEMO_ORG_SLUG = "demo"
@@ -27,7 +28,8 @@ class Command(BaseCommand):
     help = (
         "Create what is missing of the demo: organization 'demo', an admin login, three "
         "deployments and one key of each kind. Prints only what it creates; a second run "
-        "prints nothing new. --reset sets a new demo password and rotates the demo keys."
+        "prints nothing new. --reset sets a new demo password and rotates the demo keys (reactivated, "
+        "their scope restored; a revoked one is replaced by a new key), and prints them."
     )
 
     def add_arguments(self, parser) -> None:
@@ -59,11 +61,13 @@ class Command(BaseCommand):
             self.stdout.write(f"Admin login: {DEMO_USERNAME} / {password}")
         Membership.objects.get_or_create(organization=org, user=user, defaults={"role": Membership.Role.ADMIN})
         deployments = {}
+        created_any = False
         for slug, name, description in DEMO_DEPLOYMENTS:
             deployments[slug], created = Deployment.objects.get_or_create(
                 organization=org, slug=slug, defaults={"name": name, "description": description}
             )
             if created:
+                created_any = True
                 self.stdout.write(f"Deployment: {org.slug}/{slug}")
         http_slug, http_name, http_description = DEMO_HTTP_DEPLOYMENT
         http_deployment, http_created = Deployment.objects.get_or_create(
@@ -78,6 +82,7 @@ class Command(BaseCommand):
         )
         deployments[http_slug] = http_deployment
         if http_created:
+            created_any = True
             if settings.KEYSCOPE_ENCRYPTION_KEYS:
                 # Shows credentials at work: the demo upstream reports that an Authorization arrived.
                 http_deployment.set_upstream_headers({"Authorization": f"Bearer demo-{secrets.token_urlsafe(16)}"})
@@ -86,28 +91,34 @@ class Command(BaseCommand):
 
         issued: list[tuple[str, str, tuple[str, ...]]] = []
         deployment_key = DeploymentKey.objects.filter(deployment=deployments["summarize"], name=DEMO_DEPLOYMENT_KEY).first()
+        deployment_key = self._revoked_replaced(deployment_key, reset)
         if deployment_key is None:
             deployment_key, full_key = DeploymentKey.objects.issue(
                 deployment=deployments["summarize"], name=DEMO_DEPLOYMENT_KEY
             )
             issued.append(("Deployment key (summarize only)", full_key, ("summarize",)))
         elif reset and not deployment_key.is_revoked:
-            deployment_key, full_key = key_rotate(key=deployment_key, actor=None)
+            deployment_key, full_key = key_rotate(key=self._usable(deployment_key), actor=None)
             issued.append(("Deployment key (summarize only)", full_key, ("summarize",)))
+
+        scope = [deployments[slug] for slug in DEMO_GLOBAL_SCOPE]
         global_key = GlobalApiDeploymentKey.objects.filter(organization=org, name=DEMO_GLOBAL_KEY).first()
+        global_key = self._revoked_replaced(global_key, reset)
         if global_key is None:
             global_key, full_key = GlobalApiDeploymentKey.objects.issue(
-                organization=org,
-                name=DEMO_GLOBAL_KEY,
-                deployments=[deployments[slug] for slug in DEMO_GLOBAL_SCOPE],
+                organization=org, name=DEMO_GLOBAL_KEY, deployments=scope
             )
             issued.append(("Global key (summarize, classify, extract)", full_key, ("classify", "extract")))
-        else:
-            if http_created and not global_key.allow_all_deployments:
-                # The http deployment was (re)made after the global key: let the key call it again.
-                key_update(key=global_key, actor=None, deployments=[*global_key.deployments.all(), http_deployment])
-            if reset and not global_key.is_revoked:
-                global_key, full_key = key_rotate(key=global_key, actor=None)
+        elif not global_key.is_revoked:
+            if (created_any or reset) and not global_key.allow_all_deployments:
+                # A demo deployment (re)made after the key, or a scope narrowed since: the key
+                # opens every demo deployment again, its other links kept. Audited as a change.
+                linked = list(global_key.deployments.all())
+                missing = [deployment for deployment in scope if deployment not in linked]
+                if missing:
+                    global_key = key_update(key=global_key, actor=None, deployments=[*linked, *missing])
+            if reset:
+                global_key, full_key = key_rotate(key=self._usable(global_key), actor=None)
                 issued.append(("Global key (summarize, classify, extract)", full_key, ("classify", "extract")))
 
         for label, full_key, slugs in issued:
@@ -120,3 +131,23 @@ class Command(BaseCommand):
                 )
         if issued:
             self.stdout.write("Keys are shown once; keep them now. `seed_demo --reset` rotates them.")
+
+    @staticmethod
+    def _revoked_replaced(key: ApiKey | None, reset: bool) -> ApiKey | None:
+        """A revoked demo key cannot be rotated: --reset deletes it, so a fresh one is issued.
+
+        A plain run leaves it alone and prints nothing: it creates only what is missing.
+        """
+        if key is not None and key.is_revoked and reset:
+            key_delete(key=key, actor=None)
+            return None
+        return key
+
+    @staticmethod
+    def _usable(key: ApiKey) -> ApiKey:
+        """Before --reset rotates a demo key, undo what would make the printed key fail: deactivated, expired."""
+        if not key.is_active:
+            key = key_activate(key=key, actor=None)
+        if key.expires_at is not None and key.expires_at <= timezone.now():
+            key = key_update(key=key, actor=None, expires_at=None)
+        return key
