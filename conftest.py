@@ -20,6 +20,7 @@ def _forget_everything() -> None:
     cache.clear()  # with Redis, a FLUSHDB: rate-limit and usage counters too
     verification_cache.local_cache.clear()
     verification._last_touched.clear()
+    ratelimit.forget_leases()
 
 
 @pytest.fixture(autouse=True)

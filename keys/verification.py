@@ -62,6 +62,19 @@ class VerifiedKey:
 _COMMON_FIELDS = ("id", "name", "last4", "is_active", "expires_at", "revoked_at", "rate_limit_per_minute", "last_used_at")
 
 
+@dataclass(frozen=True)
+class DeploymentRef:
+    id: int
+    organization_id: int
+    slug: str
+    is_active: bool
+    runner: str
+
+
+# What the lookup learns of the deployment a request names, beside the key.
+_TARGET_FIELDS = ("target_id", "target_is_active", "target_runner", "target_in_scope")
+
+
 class KeyLookupQuery:
     """One hand-written query that finds a digest among a kind's current and rotated-out secrets.
 
@@ -69,11 +82,16 @@ class KeyLookupQuery:
     round trip itself): the SQL is built once per connection vendor from the
     models' metadata, and values go through Django's own converters, so SQLite
     and PostgreSQL read alike.
+
+    Given the slug of the deployment a request names, the same query also fetches
+    that deployment of the key's organization and whether a selected-scope global
+    key links it, so a cold request makes one query instead of three. What it
+    learns of the deployment is only cached, and acted on after the key has passed.
     """
 
     def __init__(self, kind: crypto.KeyKind) -> None:
         self.kind = kind
-        self._prepared: dict[str, tuple[str, list[tuple[str, Any]]]] = {}
+        self._prepared: dict[tuple[str, bool], tuple[str, list[tuple[str, Any]]]] = {}
 
     def _columns(self) -> list[tuple[str, type[models.Model], str, str]]:
         """(name in the record, model, field, table alias) for each selected column."""
@@ -89,25 +107,39 @@ class KeyLookupQuery:
         ]
         return columns
 
-    def _prepare(self) -> tuple[str, list[tuple[str, Any]]]:
-        prepared = self._prepared.get(connection.vendor)
+    def _prepare(self, with_target: bool) -> tuple[str, list[tuple[str, Any]]]:
+        prepared = self._prepared.get((connection.vendor, with_target))
         if prepared is not None:
             return prepared
         qn = connection.ops.quote_name
         model = MODEL_BY_KIND[self.kind]
         columns = self._columns()
+        target_columns = [("target_id", "id"), ("target_is_active", "is_active"), ("target_runner", "runner")]
         select = ", ".join(
             f"{alias}.{qn(owner._meta.get_field(field).column)}" for _, owner, field, alias in columns
         )
         table = qn(model._meta.db_table)
         organizations = qn(Organization._meta.db_table)
+        deployments = qn(Deployment._meta.db_table)
         if self.kind == "deployment":
             joins = (
-                f"JOIN {qn(Deployment._meta.db_table)} d ON d.{qn('id')} = k.{qn('deployment_id')} "
+                f"JOIN {deployments} d ON d.{qn('id')} = k.{qn('deployment_id')} "
                 f"JOIN {organizations} o ON o.{qn('id')} = d.{qn('organization_id')}"
             )
         else:
             joins = f"JOIN {organizations} o ON o.{qn('id')} = k.{qn('organization_id')}"
+        if with_target:
+            # t: the named deployment of the key's own organization, if it exists.
+            joins += f" LEFT JOIN {deployments} t ON t.{qn('organization_id')} = o.{qn('id')} AND t.{qn('slug')} = %s"
+            select += "".join(f", t.{qn(Deployment._meta.get_field(field).column)}" for _, field in target_columns)
+            if self.kind == "global":
+                links = qn(GlobalKeyDeployment._meta.db_table)
+                select += (
+                    f", (SELECT 1 FROM {links} g WHERE g.{qn('key_id')} = k.{qn('id')}"
+                    f" AND g.{qn('deployment_id')} = t.{qn('id')})"
+                )
+            else:
+                select += ", NULL"
         retired = RetiredSecret._meta
         valid_until = qn(retired.get_field("valid_until").column)
         sql = (
@@ -117,31 +149,45 @@ class KeyLookupQuery:
             f"JOIN {table} k ON k.{qn('id')} = r.{qn('key_id')} {joins} "
             f"WHERE r.{qn('digest')} = %s AND r.{qn('key_kind')} = %s"
         )
-        converters = []
-        for name, owner, field, alias in [*columns, ("retired_valid_until", RetiredSecret, "valid_until", "r")]:
-            column = owner._meta.get_field(field).get_col(alias)
-            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-            converters.append((name, (column, found)))
-        self._prepared[connection.vendor] = (sql, converters)
+        selected = list(columns)
+        if with_target:
+            selected += [(name, Deployment, field, "t") for name, field in target_columns]
+        converters = [(name, _converters(owner, field, alias)) for name, owner, field, alias in selected]
+        if with_target:
+            converters.append(("target_in_scope", (None, [])))
+        converters.append(("retired_valid_until", _converters(RetiredSecret, "valid_until", "r")))
+        self._prepared[(connection.vendor, with_target)] = (sql, converters)
         return sql, converters
 
-    def run(self, key_digest: str) -> VerifiedKey | None:
-        sql, converters = self._prepare()
+    def run(self, key_digest: str, deployment_slug: str | None = None) -> tuple[VerifiedKey | None, dict[str, Any]]:
+        """The key with this digest (None when no key ever had it), and what was learnt of the named deployment."""
+        with_target = deployment_slug is not None
+        sql, converters = self._prepare(with_target)
+        params: list[Any] = [key_digest, key_digest, self.kind]
+        if with_target:
+            params = [deployment_slug, key_digest, deployment_slug, key_digest, self.kind]
         with connection.cursor() as cursor:
-            cursor.execute(sql, [key_digest, key_digest, self.kind])
+            cursor.execute(sql, params)
             row = cursor.fetchone()
         if row is None:
-            return None
+            return None, {}
         values: dict[str, Any] = {}
         for value, (name, (column, found)) in zip(row, converters):
             for converter in found:
                 value = converter(value, column, connection)
             values[name] = value
+        target = {name: values.pop(name) for name in _TARGET_FIELDS if name in values}
         values["id"] = str(values["id"])
         values["is_active"] = bool(values["is_active"])
         values["allow_all_deployments"] = bool(values.get("allow_all_deployments", False))
         values.setdefault("deployment_id", None)
-        return VerifiedKey(kind=self.kind, **values)
+        return VerifiedKey(kind=self.kind, **values), target
+
+
+def _converters(model: type[models.Model], field: str, alias: str) -> tuple[Any, list[Any]]:
+    """A column's Django converters, so raw rows read as the ORM would read them."""
+    column = model._meta.get_field(field).get_col(alias)
+    return column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)
 
 
 _LOOKUPS = {kind: KeyLookupQuery(kind) for kind in MODEL_BY_KIND}
@@ -149,32 +195,54 @@ _LOOKUPS = {kind: KeyLookupQuery(kind) for kind in MODEL_BY_KIND}
 
 def lookup(kind: crypto.KeyKind, key_digest: str) -> VerifiedKey | None:
     """The key with this digest, current or rotated out, in one query; None when no key ever had it."""
-    return _LOOKUPS[kind].run(key_digest)
+    return _LOOKUPS[kind].run(key_digest)[0]
 
 
 UNKNOWN = "unknown"  # the negative entry: no key ever had this digest
 
 
-def cached_lookup(kind: crypto.KeyKind, key_digest: str) -> VerifiedKey | None:
-    """`lookup`, answered from this worker's cache when it can be (a miss is not an unknown key)."""
+def verify(candidate: str, deployment_slug: str | None = None) -> VerifiedKey | None:
+    """The key a client offered, or None when it is malformed or no key ever had it.
+
+    A warm key is answered from this worker's cache by its digest alone: only a
+    well-formed key ever gets an entry, so its format needs no second check. A
+    cold one has its format and checksum checked first, so junk never reaches the
+    database, then is looked up, with the deployment `deployment_slug` when given.
+    """
+    if len(candidate) != crypto.KEY_LENGTH or not candidate.isascii():
+        return None
+    key_digest = crypto.digest(candidate)
     entry = local_cache.get(("key", key_digest))
     if entry is UNKNOWN:
         return None
     if entry is not MISSING:
         return entry
+    kind = crypto.key_kind(candidate)
+    if kind is None:
+        return None
     generation = local_cache.generation
-    key = lookup(kind, key_digest)
+    key, target = _LOOKUPS[kind].run(key_digest, deployment_slug)
     local_cache.set(("key", key_digest), UNKNOWN if key is None else key, generation)
+    if key is not None and deployment_slug is not None:
+        _remember_target(key, deployment_slug, target, generation)
     return key
 
 
-@dataclass(frozen=True)
-class DeploymentRef:
-    id: int
-    organization_id: int
-    slug: str
-    is_active: bool
-    runner: str
+def _remember_target(key: VerifiedKey, slug: str, target: dict[str, Any], generation: int) -> None:
+    """Cache what the lookup fetched of the named deployment, as find_deployment and can_execute would."""
+    if target["target_id"] is None:
+        local_cache.set(("deployment", key.organization_id, slug), None, generation)
+        return
+    deployment = DeploymentRef(
+        id=target["target_id"],
+        organization_id=key.organization_id,
+        slug=slug,
+        is_active=bool(target["target_is_active"]),
+        runner=target["target_runner"],
+    )
+    local_cache.set(("deployment", key.organization_id, slug), deployment, generation)
+    if key.kind == "global" and not key.allow_all_deployments:
+        local_cache.set(("scope", key.id, deployment.id), target["target_in_scope"] is not None, generation)
 
 
 def find_deployment(organization_id: int, slug: str) -> DeploymentRef | None:
@@ -234,16 +302,17 @@ def scope_slugs(key: VerifiedKey) -> list[str]:
 
 
 _last_touched: dict[str, datetime] = {}
+_LAST_USED_RESOLUTION = timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
 
 
 def touch_last_used(key: VerifiedKey, now: datetime | None = None) -> None:
     """Write `last_used_at` at most once a minute per key and worker, never once per request."""
     now = now or timezone.now()
-    threshold = now - timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
     seen = _last_touched.get(key.id) or key.last_used_at
-    if seen is not None and seen > threshold:
+    if seen is not None and now - seen < _LAST_USED_RESOLUTION:
         return
     _last_touched[key.id] = now
+    threshold = now - _LAST_USED_RESOLUTION
     # The condition keeps several workers from all writing in the same minute.
     MODEL_BY_KIND[key.kind].objects.filter(pk=key.id).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lte=threshold)

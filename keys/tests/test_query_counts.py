@@ -22,12 +22,11 @@ from keys.models import DeploymentKey, GlobalKeyDeployment
 from keys.tests.conftest import bearer, execute
 from keys.tests.factories import issue_deployment_key, issue_global_key
 
-# Key lookup (one join to the organization), last_used_at, deployment, execution insert.
-COLD_EXECUTE_QUERIES = 4
-# The same request once last_used_at is fresh: no write (and, with the cache warm, no lookups).
-WARM_EXECUTE_QUERIES = 3
-# A global key with a list checks its link to the deployment: one indexed query more.
-SELECTED_EXTRA_QUERIES = 1
+# One lookup (the key, its organization, the deployment the URL names and, for a global key
+# with a list, its link to that deployment), last_used_at, execution insert.
+COLD_EXECUTE_QUERIES = 3
+# The same request once last_used_at is fresh: no write (and, with the cache warm, no lookup either).
+WARM_EXECUTE_QUERIES = 2
 
 
 def _mangled(full_key: str) -> list[str]:
@@ -122,11 +121,50 @@ def test_a_cold_execute_with_a_selected_key_does_not_grow_with_its_deployments(
     link_many(row, org_a, linked - 1)
     assert row.deployments.count() == linked
 
-    with django_assert_num_queries(COLD_EXECUTE_QUERIES + SELECTED_EXTRA_QUERIES):
+    with django_assert_num_queries(COLD_EXECUTE_QUERIES):
         assert cold_execute(client, full_key).status_code == 200
     # last_used_at is fresh now: one write fewer, on any deployment of the list.
-    with django_assert_num_queries(WARM_EXECUTE_QUERIES + SELECTED_EXTRA_QUERIES):
+    with django_assert_num_queries(WARM_EXECUTE_QUERIES):
         assert cold_execute(client, full_key, "many-0" if linked > 1 else "a-one").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "slug, status, code",
+    [
+        pytest.param("a-one", 200, None, id="in-scope"),
+        pytest.param("a-two", 403, "deployment_not_in_scope", id="not-in-scope"),
+        pytest.param("a-off", 403, "deployment_inactive", id="inactive"),
+        pytest.param("no-such-deployment", 404, "not_found", id="missing"),
+    ],
+)
+def test_a_cold_request_answers_every_deployment_rule_from_its_one_lookup(
+    client, org_a, deployment_a1, slug, status, code, django_assert_num_queries
+):
+    Deployment.objects.create(organization=org_a, slug="a-two", name="A two")
+    off = Deployment.objects.create(organization=org_a, slug="a-off", name="A off", is_active=False)
+    # The scope lists a-one and a-off, not a-two.
+    _, full_key = issue_global_key(org_a, name="selected", deployments=[deployment_a1, off])
+    cold_execute(client, full_key, "a-one")  # last_used_at is written once, here
+
+    with django_assert_num_queries(1 if status != 200 else WARM_EXECUTE_QUERIES):
+        response = cold_execute(client, full_key, slug)
+
+    assert response.status_code == status
+    assert code is None or response.json()["code"] == code
+
+
+def test_a_deployment_fetched_beside_a_refused_key_stays_unknown_to_it(client, org_a, deployment_a1, admin_a):
+    """The lookup reads the named deployment beside the key; a revoked key still learns nothing of it."""
+    from keys.services import key_revoke
+
+    row, full_key = issue_global_key(org_a, name="selected", deployments=[deployment_a1])
+    key_revoke(key=row, actor=admin_a)
+
+    existing = cold_execute(client, full_key, "a-one")
+    missing = cold_execute(client, full_key, "no-such-deployment")
+
+    assert (existing.status_code, existing.json()) == (missing.status_code, missing.json())
+    assert existing.json()["code"] == "key_revoked"
 
 
 def test_ten_thousand_keys_in_the_table_change_nothing(client, org_a, deployment_a1, django_assert_max_num_queries):
@@ -145,10 +183,10 @@ def test_ten_thousand_keys_in_the_table_change_nothing(client, org_a, deployment
     assert measured == {
         "deployment key": COLD_EXECUTE_QUERIES,
         "allow-all key": COLD_EXECUTE_QUERIES,
-        "selected key, 1,000 deployments": COLD_EXECUTE_QUERIES + SELECTED_EXTRA_QUERIES,
+        "selected key, 1,000 deployments": COLD_EXECUTE_QUERIES,
     }
     local_cache.clear()
-    with django_assert_max_num_queries(COLD_EXECUTE_QUERIES + SELECTED_EXTRA_QUERIES):
+    with django_assert_max_num_queries(COLD_EXECUTE_QUERIES):
         assert client.get("/api/v1/key/", **bearer(deployment_key)).status_code == 200
 
 

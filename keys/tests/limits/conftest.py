@@ -46,6 +46,7 @@ def _reset_state() -> None:
     cache.clear()
     verification_cache.local_cache.clear()
     verification._last_touched.clear()
+    ratelimit.forget_leases()
 
 
 def _wait_for_subscription() -> None:
