@@ -108,6 +108,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
+# PostgreSQL plans a query anew each time it gets one with its values inlined, and planning
+# the key lookup's joins costs several times what running them does. With parameters bound on
+# the server, psycopg prepares a statement once it has run PREPARE_THRESHOLD times on a
+# connection (the key lookup, the Execution insert...), and the server reuses its plan.
+# KEYSCOPE_PREPARED_STATEMENTS=false for a pooler in transaction mode that cannot carry
+# prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
+KEYSCOPE_PREPARED_STATEMENTS = env.bool("KEYSCOPE_PREPARED_STATEMENTS", default=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and KEYSCOPE_PREPARED_STATEMENTS:
+    DATABASES["default"]["OPTIONS"].setdefault("server_side_binding", True)
+    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cache -----------------------------------------------------------------------

@@ -8,8 +8,8 @@ cached and compared cheaply.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, models
 from django.db.models import Q

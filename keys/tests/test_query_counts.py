@@ -225,3 +225,23 @@ def test_last_used_at_is_written_at_most_once_a_minute(client, deployment_key_a1
     assert writes(61) == 1
     assert last_used_at() == start + timedelta(seconds=61)
     assert [writes(seconds) for seconds in (62, 100)] == [0, 0]
+
+
+def prepared_key_lookups() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ['%"digest" = $%'])
+        return cursor.fetchone()[0]
+
+
+def test_the_cold_lookup_is_planned_once_per_connection_on_postgresql(client, deployment_key_a1, global_all_key_a):
+    """Planning the lookup's joins costs more than running them: PostgreSQL keeps its plan (KEYSCOPE_PREPARED_STATEMENTS)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    before = prepared_key_lookups()
+
+    for _ in range(6):  # psycopg prepares a statement on its fifth run
+        assert cold_execute(client, deployment_key_a1[1]).status_code == 200
+        assert cold_execute(client, global_all_key_a[1]).status_code == 200
+
+    # One statement per key kind, however many cold requests ran.
+    assert prepared_key_lookups() == before + 2
