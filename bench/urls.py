@@ -5,7 +5,7 @@ from django.urls import include, path
 from bench.views import KeyscopeView, NoAuthView, peer_view
 
 urlpatterns = [
-    path("bench/noauth/", NoAuthView.as_view(), name="bench-noauth"),
+    path("bench/noauth/<str:org_slug>/<str:deployment_slug>/", NoAuthView.as_view(), name="bench-noauth"),
     path("bench/keyscope/<str:org_slug>/<str:deployment_slug>/", KeyscopeView.as_view(), name="bench-keyscope"),
     path("", include("backend.urls")),
 ]

@@ -17,7 +17,8 @@ class NoAuthView(APIView):
     authentication_classes: list = []
     permission_classes: list = []
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request, org_slug: str, deployment_slug: str) -> Response:
+        # The same URL shape as the guarded rows, so the baseline differs from them in the check alone.
         return Response(BODY)
 
 
