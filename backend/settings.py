@@ -108,16 +108,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
-# PostgreSQL plans a query anew each time it gets one with its values inlined, and planning
-# the key lookup's joins costs several times what running them does. With parameters bound on
-# the server, psycopg prepares a statement once it has run PREPARE_THRESHOLD times on a
-# connection (the key lookup, the Execution insert...), and the server reuses its plan.
-# KEYSCOPE_PREPARED_STATEMENTS=false for a pooler in transaction mode that cannot carry
-# prepared statements (PgBouncer before 1.21, or without max_prepared_statements).
-KEYSCOPE_PREPARED_STATEMENTS = env.bool("KEYSCOPE_PREPARED_STATEMENTS", default=True)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and KEYSCOPE_PREPARED_STATEMENTS:
-    DATABASES["default"]["OPTIONS"].setdefault("server_side_binding", True)
-    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
+# The cold key lookup runs as a prepared statement on PostgreSQL (keys/verification.py): planning
+# its joins costs several times what running them does. Django turns psycopg's preparing off
+# (prepare_threshold None); a threshold no query reaches turns it on for what asks for it, the
+# lookup alone, and leaves every other query as Django runs it. KEYSCOPE_PREPARED_KEY_LOOKUP=false
+# for a pooler in transaction mode that cannot carry prepared statements.
+KEYSCOPE_PREPARED_KEY_LOOKUP = env.bool("KEYSCOPE_PREPARED_KEY_LOOKUP", default=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and KEYSCOPE_PREPARED_KEY_LOOKUP:
+    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 2**31 - 1)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -704,8 +704,7 @@ def environment_lines(args: argparse.Namespace, peer: bool) -> list[str]:
         + ("" if peer else " (its row is left out)")
         + f", load generator {wrk_version or 'Python fallback (wrk not found)'}.",
         f"- Settings: CONN_MAX_AGE={db['CONN_MAX_AGE']}, CONN_HEALTH_CHECKS={db['CONN_HEALTH_CHECKS']}, DEBUG={settings.DEBUG},"
-        f" KEYSCOPE_PREPARED_STATEMENTS={settings.KEYSCOPE_PREPARED_STATEMENTS} (server_side_binding="
-        f"{db['OPTIONS'].get('server_side_binding', False)}, prepare_threshold={db['OPTIONS'].get('prepare_threshold')}),"
+        f" KEYSCOPE_PREPARED_KEY_LOOKUP={settings.KEYSCOPE_PREPARED_KEY_LOOKUP} (the key lookup a prepared statement),"
         f" KEYSCOPE_VERIFICATION_CACHE_SECONDS={settings.KEYSCOPE_VERIFICATION_CACHE_SECONDS} (cold rows: flushed before"
         f" every request in-process, a second server with 0 over HTTP), KEYSCOPE_FAILED_AUTH_PER_MINUTE="
         f"{settings.KEYSCOPE_FAILED_AUTH_PER_MINUTE} (so junk keys measure the 401, not the 429), LOG_LEVEL={settings.LOG_LEVEL},"

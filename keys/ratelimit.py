@@ -142,13 +142,17 @@ class _Lease:
 
     window: int
     limit: int
-    reserved: int  # the shared count after this worker's last reservation, at most `limit`
+    reserved: int  # the shared count (all workers' reservations) when last read, at most `limit`
     left: int  # reserved here and not used yet
+    read_at: float  # when `reserved` was read
 
 
 _leases: dict[str, _Lease] = {}
 _lease_lock = threading.Lock()
 MAX_LEASES_KEPT = 10_000
+# How stale a lease's view of the shared count may get before the next request reads it again
+# (a round trip that reserves nothing), so the RateLimit field's `r` stays close to the truth.
+LEASE_FRESH_SECONDS = 1.0
 
 
 def lease_size(limit: int) -> int:
@@ -168,9 +172,9 @@ def check_key(key: VerifiedKey, now: float | None = None) -> RateLimit | None:
     and count them down locally, so most requests make no round trip to Redis. A
     request is let through only from a reservation, so all workers together never
     let more than the limit through in a window; the price is that requests another
-    worker reserved and has not used yet are not available here (at most a lease
-    per worker). Once the window's whole limit is reserved, this worker refuses
-    without asking again until the next window.
+    worker reserved and has not used yet are not available here. Once the window's
+    whole limit is reserved, this worker refuses without asking again until the next
+    window.
     """
     limit = limit_for(key)
     if limit == 0:
@@ -180,27 +184,42 @@ def check_key(key: VerifiedKey, now: float | None = None) -> RateLimit | None:
     with _lease_lock:
         lease = _leases.get(key.id)
         if lease is not None and lease.window == window and lease.limit == limit:
-            if lease.left > 0:
+            if lease.left > 0 and now - lease.read_at < LEASE_FRESH_SECONDS:
                 lease.left -= 1
                 return RateLimit(limit=limit, remaining=limit - lease.reserved + lease.left, reset=reset)
-            if lease.reserved >= limit:
+            if lease.left == 0 and lease.reserved >= limit:
                 return RateLimit(limit=limit, remaining=-1, reset=reset)
-    size = lease_size(limit)
+            # A lease with requests left only needs the count read again (a reservation of 0).
+            size = 0 if lease.left > 0 else lease_size(limit)
+        else:
+            size = lease_size(limit)
     try:
         count, reset = _hit(f"key:{key.id}", now, amount=size)
     except CountersUnavailable:
-        if settings.KEYSCOPE_RATELIMIT_FAIL_OPEN:
+        if size == 0:  # what this worker already reserved is still its own to use
+            count, granted = -1, 0
+        elif settings.KEYSCOPE_RATELIMIT_FAIL_OPEN:
             return None
-        return RateLimit(limit=limit, remaining=-1, reset=1)
-    granted = max(0, min(size, limit - (count - size)))
-    reserved = min(count, limit)
+        else:
+            return RateLimit(limit=limit, remaining=-1, reset=1)
+    else:
+        granted = max(0, min(size, limit - (count - size)))
     with _lease_lock:
-        if len(_leases) >= MAX_LEASES_KEPT:
-            _leases.clear()
-        _leases[key.id] = _Lease(window=window, limit=limit, reserved=reserved, left=max(granted - 1, 0))
-    if granted == 0:
-        return RateLimit(limit=limit, remaining=-1, reset=reset)
-    return RateLimit(limit=limit, remaining=limit - reserved + granted - 1, reset=reset)
+        lease = _leases.get(key.id)
+        if lease is None or lease.window != window or lease.limit != limit:
+            if len(_leases) >= MAX_LEASES_KEPT:
+                _leases.clear()
+            lease = _leases[key.id] = _Lease(window=window, limit=limit, reserved=0, left=0, read_at=now)
+        # Other threads of this worker may have reserved at the same time: add up, never replace.
+        lease.left += granted
+        if count >= 0:
+            lease.reserved, lease.read_at = max(lease.reserved, min(count, limit)), now
+        if lease.left == 0:
+            if count < 0 and settings.KEYSCOPE_RATELIMIT_FAIL_OPEN:
+                return None  # another thread took the last reserved request while Redis was down
+            return RateLimit(limit=limit, remaining=-1, reset=reset)
+        lease.left -= 1
+        return RateLimit(limit=limit, remaining=limit - lease.reserved + lease.left, reset=reset)
 
 
 def forget_leases() -> None:

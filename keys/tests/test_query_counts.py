@@ -234,14 +234,36 @@ def prepared_key_lookups() -> int:
 
 
 def test_the_cold_lookup_is_planned_once_per_connection_on_postgresql(client, deployment_key_a1, global_all_key_a):
-    """Planning the lookup's joins costs more than running them: PostgreSQL keeps its plan (KEYSCOPE_PREPARED_STATEMENTS)."""
+    """Planning the lookup's joins costs more than running them: PostgreSQL keeps its plan (KEYSCOPE_PREPARED_KEY_LOOKUP)."""
     if connection.vendor != "postgresql":
         pytest.skip("prepared statements are PostgreSQL's")
     before = prepared_key_lookups()
 
-    for _ in range(6):  # psycopg prepares a statement on its fifth run
+    for _ in range(3):
         assert cold_execute(client, deployment_key_a1[1]).status_code == 200
         assert cold_execute(client, global_all_key_a[1]).status_code == 200
 
     # One statement per key kind, however many cold requests ran.
     assert prepared_key_lookups() == before + 2
+
+
+def test_the_lookup_reads_in_the_query_log_with_its_values(client, deployment_key_a1):
+    """DEBUG's query log and assertNumQueries show the prepared lookup as SQL, not as an empty entry."""
+    with CaptureQueriesContext(connection) as captured:
+        cold_execute(client, deployment_key_a1[1])
+
+    lookup_sql = next(q["sql"] for q in captured.captured_queries if '"digest" = ' in (q["sql"] or ""))
+    assert deployment_key_a1[0].digest in lookup_sql
+
+
+def test_without_prepared_lookups_a_cold_request_still_makes_one_lookup(
+    client, deployment_key_a1, settings, django_assert_num_queries
+):
+    settings.KEYSCOPE_PREPARED_KEY_LOOKUP = False
+    postgresql = connection.vendor == "postgresql"
+    before = prepared_key_lookups() if postgresql else 0
+
+    with django_assert_num_queries(COLD_EXECUTE_QUERIES):
+        assert cold_execute(client, deployment_key_a1[1]).status_code == 200
+
+    assert (prepared_key_lookups() if postgresql else 0) == before

@@ -6,6 +6,7 @@ is the only slack, and limits under 200 a minute are counted exactly.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from unittest import mock
@@ -137,3 +138,65 @@ def test_a_changed_limit_drops_the_lease_taken_under_the_old_one(deployment_a1):
     # The 100 reserved under the old limit still count: 101 of 150 are gone.
     assert calls == [1]
     assert (result.limit, result.remaining) == (150, 49)
+
+
+def test_threads_of_one_worker_reserving_at_once_keep_every_request_they_reserved(deployment_a1):
+    row, _ = issue_deployment_key(deployment_a1, rate_limit_per_minute=1000)  # leases of 10
+    key = verified(row)
+    both_inside = threading.Barrier(2, timeout=5)
+    real_hit = ratelimit._hit
+
+    def hit(name: str, now: float, **kwargs):
+        both_inside.wait()  # neither thread has stored its lease yet
+        return real_hit(name, now, **kwargs)
+
+    with mock.patch.object(ratelimit, "_hit", hit):
+        threads = [threading.Thread(target=ratelimit.check_key, args=(key,)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    # Two leases of 10, one request of each used: 18 are left here, none was thrown away.
+    with counting_round_trips() as calls:
+        passed = [not ratelimit.check_key(key).exceeded for _ in range(18)]
+    assert passed == [True] * 18
+    assert calls == []
+
+
+def test_remaining_catches_up_with_the_other_workers_within_a_second(deployment_a1, clock):
+    row, _ = issue_deployment_key(deployment_a1, rate_limit_per_minute=1000)  # leases of 10
+    key = verified(row)
+    workers = Workers(2)
+    assert workers.check(0, key).remaining == 999
+    for _ in range(50):
+        workers.check(1, key)
+
+    soon = workers.check(0, key)
+    clock.advance(ratelimit.LEASE_FRESH_SECONDS)
+    with counting_round_trips() as calls:
+        later = workers.check(0, key)
+
+    assert soon.remaining == 998  # the lease's own view, a moment old
+    assert calls == [0]  # a read of the count, reserving nothing
+    # 10 reserved here (3 used) and 50 by the other worker: 1000 - 60 + 7 left here.
+    assert later.remaining == 947
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_a_worker_keeps_using_what_it_reserved_when_redis_goes_away(deployment_a1, clock, settings, fail_open):
+    settings.KEYSCOPE_RATELIMIT_FAIL_OPEN = fail_open
+    row, _ = issue_deployment_key(deployment_a1, rate_limit_per_minute=1000)  # leases of 10
+    key = verified(row)
+    assert ratelimit.check_key(key).remaining == 999
+    clock.advance(ratelimit.LEASE_FRESH_SECONDS)
+
+    with mock.patch.object(ratelimit, "_hit", side_effect=ratelimit.CountersUnavailable):
+        from_the_lease = [ratelimit.check_key(key) for _ in range(9)]
+        after_it = ratelimit.check_key(key)
+
+    assert [r.remaining for r in from_the_lease] == list(range(998, 989, -1))
+    if fail_open:
+        assert after_it is None
+    else:
+        assert after_it.exceeded
