@@ -38,10 +38,12 @@ def resolve_deployment(auth: KeyAuth, org_slug: str, deployment_slug: str) -> De
     # Another organization's slug is answered like a missing deployment, without a query.
     if org_slug != key.organization_slug:
         raise exceptions.NotFound(NOT_FOUND)
-    deployment = find_deployment(key.organization_id, deployment_slug)
+    # A cold lookup has read the deployment already: with the cache off, that read is the only one.
+    target = auth.target if auth.target is not None and auth.target.slug == deployment_slug else None
+    deployment = target.deployment if target is not None else find_deployment(key.organization_id, deployment_slug)
     if deployment is None:
         raise exceptions.NotFound(NOT_FOUND)
-    if not can_execute(key, deployment.id, deployment.organization_id):
+    if not can_execute(key, deployment.id, deployment.organization_id, known=target and target.in_scope):
         raise DeploymentNotInScope()
     if not deployment.is_active:
         raise DeploymentInactive()

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 
 from backend.net import client_ip
 from keys import ratelimit
-from keys.verification import VerifiedKey, touch_last_used, verify
+from keys.verification import Target, VerifiedKey, touch_last_used, verify
 
 FAILURE_DETAILS = {
     "invalid_key": "The API key is malformed or unknown.",
@@ -35,6 +35,7 @@ class KeyAuth:
 
     key: VerifiedKey
     rate_limit: ratelimit.RateLimit | None = None
+    target: Target | None = None  # the deployment the URL names, when a cold lookup read it
 
     @property
     def kind(self) -> str:
@@ -91,7 +92,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if candidate is None:
             return None
         # The deployment the URL names is fetched in the same query as a cold key (never before it).
-        key = verify(candidate, request.parser_context.get("kwargs", {}).get("deployment_slug"))
+        key, target = verify(candidate, request.parser_context.get("kwargs", {}).get("deployment_slug"))
         if key is None:
             raise refuse(request, "invalid_key")
         now = timezone.now()
@@ -103,7 +104,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         touch_last_used(key, now)
         if limit is not None and limit.exceeded:
             raise RateLimited("This key is over its rate limit. Try again later.", wait=limit.reset, rate_limit=limit)
-        return AnonymousUser(), KeyAuth(key=key, rate_limit=limit)
+        return AnonymousUser(), KeyAuth(key=key, rate_limit=limit, target=target)
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"

@@ -244,49 +244,63 @@ def lookup(kind: crypto.KeyKind, key_digest: str) -> VerifiedKey | None:
 UNKNOWN = "unknown"  # the negative entry: no key ever had this digest
 
 
-def verify(candidate: str, deployment_slug: str | None = None) -> VerifiedKey | None:
-    """The key a client offered, or None when it is malformed or no key ever had it.
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The deployment a request names, as the cold key lookup read it beside the key."""
+
+    slug: str
+    deployment: DeploymentRef | None  # None: the key's organization has no deployment of that slug
+    in_scope: bool | None  # whether a global key's list holds it; None for other keys
+
+
+def verify(candidate: str, deployment_slug: str | None = None) -> tuple[VerifiedKey | None, Target | None]:
+    """The key a client offered (None when it is malformed or no key ever had it), and its Target.
 
     A warm key is answered from this worker's cache by its digest alone: only a
     well-formed key ever gets an entry, so its format needs no second check. A
     cold one has its format and checksum checked first, so junk never reaches the
-    database, then is looked up, with the deployment `deployment_slug` when given.
+    database, then is looked up, with the deployment `deployment_slug` when given:
+    the Target, for a key that passes, so the request needs no second query even
+    with the cache off.
     """
     if len(candidate) != crypto.KEY_LENGTH or not candidate.isascii():
-        return None
+        return None, None
     key_digest = crypto.digest(candidate)
     entry = local_cache.get(("key", key_digest))
     if entry is UNKNOWN:
-        return None
+        return None, None
     if entry is not MISSING:
-        return entry
+        return entry, None
     kind = crypto.key_kind(candidate)
     if kind is None:
-        return None
+        return None, None
     generation = local_cache.generation
-    key, target = _LOOKUPS[kind].run(key_digest, deployment_slug)
+    key, fetched = _LOOKUPS[kind].run(key_digest, deployment_slug)
     local_cache.set(("key", key_digest), UNKNOWN if key is None else key, generation)
     # Only a key that passes makes use of the deployment read beside it.
-    if key is not None and deployment_slug is not None and key.failure_at(timezone.now()) is None:
-        _remember_target(key, deployment_slug, target, generation)
-    return key
+    if key is None or deployment_slug is None or key.failure_at(timezone.now()) is not None:
+        return key, None
+    return key, _remember_target(key, deployment_slug, fetched, generation)
 
 
-def _remember_target(key: VerifiedKey, slug: str, target: dict[str, Any], generation: int) -> None:
+def _remember_target(key: VerifiedKey, slug: str, fetched: dict[str, Any], generation: int) -> Target:
     """Cache what the lookup fetched of the named deployment, as find_deployment and can_execute would."""
-    if target["target_id"] is None:
+    if fetched["target_id"] is None:
         local_cache.set(("deployment", key.organization_id, slug), None, generation)
-        return
+        return Target(slug=slug, deployment=None, in_scope=None)
     deployment = DeploymentRef(
-        id=target["target_id"],
+        id=fetched["target_id"],
         organization_id=key.organization_id,
         slug=slug,
-        is_active=bool(target["target_is_active"]),
-        runner=target["target_runner"],
+        is_active=bool(fetched["target_is_active"]),
+        runner=fetched["target_runner"],
     )
     local_cache.set(("deployment", key.organization_id, slug), deployment, generation)
+    in_scope = None
     if key.kind == "global" and not key.allow_all_deployments:
-        local_cache.set(("scope", key.id, deployment.id), target["target_in_scope"] is not None, generation)
+        in_scope = fetched["target_in_scope"] is not None
+        local_cache.set(("scope", key.id, deployment.id), in_scope, generation)
+    return Target(slug=slug, deployment=deployment, in_scope=in_scope)
 
 
 def find_deployment(organization_id: int, slug: str) -> DeploymentRef | None:
@@ -306,8 +320,10 @@ def find_deployment(organization_id: int, slug: str) -> DeploymentRef | None:
     return deployment
 
 
-def can_execute(key: VerifiedKey, deployment_id: int, deployment_organization_id: int) -> bool:
-    """Whether the key's scope holds this deployment.
+def can_execute(
+    key: VerifiedKey, deployment_id: int, deployment_organization_id: int, known: bool | None = None
+) -> bool:
+    """Whether the key's scope holds this deployment (`known`: what the key lookup read of it).
 
     A selected-scope key costs one indexed EXISTS per (key, deployment) pair at most,
     cached per pair, so the check stays flat however many deployments the key lists.
@@ -318,6 +334,8 @@ def can_execute(key: VerifiedKey, deployment_id: int, deployment_organization_id
         return key.deployment_id == deployment_id
     if key.allow_all_deployments:
         return True
+    if known is not None:
+        return known
     cache_key = ("scope", key.id, deployment_id)
     entry = local_cache.get(cache_key)
     if entry is not MISSING:

@@ -267,3 +267,15 @@ def test_without_prepared_lookups_a_cold_request_still_makes_one_lookup(
         assert cold_execute(client, deployment_key_a1[1]).status_code == 200
 
     assert (prepared_key_lookups() if postgresql else 0) == before
+
+
+@pytest.mark.parametrize("persona", ["deployment_key_a1", "global_all_key_a", "global_selected_key_a"])
+def test_with_the_cache_off_a_request_reads_the_deployment_only_in_the_key_lookup(
+    client, request, persona, deployment_a1, settings, django_assert_num_queries
+):
+    settings.KEYSCOPE_VERIFICATION_CACHE_SECONDS = 0
+    _, full_key = request.getfixturevalue(persona)
+    assert execute(client, "org-a", "a-one", full_key).status_code == 200  # writes last_used_at
+
+    with django_assert_num_queries(WARM_EXECUTE_QUERIES):  # the lookup and the Execution insert
+        assert execute(client, "org-a", "a-one", full_key).status_code == 200
