@@ -66,6 +66,16 @@ def execution_body(execution: Execution) -> dict[str, Any]:
 class ClientAPIView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
+    # Both classes keep no state: one instance of each serves every request, instead of
+    # DRF making new ones per request on the path every client call takes.
+    _authenticators = (ApiKeyAuthentication(),)
+    _permissions = (HasApiKey(),)
+
+    def get_authenticators(self) -> tuple[ApiKeyAuthentication, ...]:
+        return self._authenticators
+
+    def get_permissions(self) -> tuple[HasApiKey, ...]:
+        return self._permissions
 
     def handle_exception(self, exc: Exception) -> Response:
         response = super().handle_exception(exc)
