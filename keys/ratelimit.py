@@ -146,6 +146,11 @@ class _Lease:
     left: int  # reserved here and not used yet
     read_at: float  # when `reserved` was read
 
+    def take(self, reset: int) -> RateLimit:
+        """Let one request through from what is left here."""
+        self.left -= 1
+        return RateLimit(limit=self.limit, remaining=self.limit - self.reserved + self.left, reset=reset)
+
 
 _leases: dict[str, _Lease] = {}
 _lease_lock = threading.Lock()
@@ -185,8 +190,7 @@ def check_key(key: VerifiedKey, now: float | None = None) -> RateLimit | None:
         lease = _leases.get(key.id)
         if lease is not None and lease.window == window and lease.limit == limit:
             if lease.left > 0 and now - lease.read_at < LEASE_FRESH_SECONDS:
-                lease.left -= 1
-                return RateLimit(limit=limit, remaining=limit - lease.reserved + lease.left, reset=reset)
+                return lease.take(reset)
             if lease.left == 0 and lease.reserved >= limit:
                 return RateLimit(limit=limit, remaining=-1, reset=reset)
             # A lease with requests left only needs the count read again (a reservation of 0).
@@ -218,8 +222,7 @@ def check_key(key: VerifiedKey, now: float | None = None) -> RateLimit | None:
             if count < 0 and settings.KEYSCOPE_RATELIMIT_FAIL_OPEN:
                 return None  # another thread took the last reserved request while Redis was down
             return RateLimit(limit=limit, remaining=-1, reset=reset)
-        lease.left -= 1
-        return RateLimit(limit=limit, remaining=limit - lease.reserved + lease.left, reset=reset)
+        return lease.take(reset)
 
 
 def forget_leases() -> None:

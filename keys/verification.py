@@ -73,8 +73,10 @@ class DeploymentRef:
     runner: str
 
 
-# What the lookup learns of the deployment a request names, beside the key.
-_TARGET_FIELDS = ("target_id", "target_is_active", "target_runner", "target_in_scope")
+# What the lookup reads of the deployment a request names, beside the key: (name, Deployment field),
+# then whether a global key's list links it.
+_TARGET_COLUMNS = (("target_id", "id"), ("target_is_active", "is_active"), ("target_runner", "runner"))
+_TARGET_FIELDS = (*(name for name, _ in _TARGET_COLUMNS), "target_in_scope")
 
 
 class KeyLookupQuery:
@@ -116,7 +118,6 @@ class KeyLookupQuery:
         qn = connection.ops.quote_name
         model = MODEL_BY_KIND[self.kind]
         columns = self._columns()
-        target_columns = [("target_id", "id"), ("target_is_active", "is_active"), ("target_runner", "runner")]
         select = ", ".join(
             f"{alias}.{qn(owner._meta.get_field(field).column)}" for _, owner, field, alias in columns
         )
@@ -133,7 +134,7 @@ class KeyLookupQuery:
         if with_target:
             # t: the named deployment of the key's own organization, if it exists.
             joins += f" LEFT JOIN {deployments} t ON t.{qn('organization_id')} = o.{qn('id')} AND t.{qn('slug')} = %s"
-            select += "".join(f", t.{qn(Deployment._meta.get_field(field).column)}" for _, field in target_columns)
+            select += "".join(f", t.{qn(Deployment._meta.get_field(field).column)}" for _, field in _TARGET_COLUMNS)
             if self.kind == "global":
                 links = qn(GlobalKeyDeployment._meta.db_table)
                 select += (
@@ -153,7 +154,7 @@ class KeyLookupQuery:
         )
         selected = list(columns)
         if with_target:
-            selected += [(name, Deployment, field, "t") for name, field in target_columns]
+            selected += [(name, Deployment, field, "t") for name, field in _TARGET_COLUMNS]
         converters = [(name, _converters(owner, field, alias)) for name, owner, field, alias in selected]
         if with_target:
             converters.append(("target_in_scope", (None, [])))
