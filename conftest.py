@@ -8,15 +8,13 @@ keys app's own fixtures.
 import pytest
 from django.core.cache import cache
 
-from keys import cache as verification_cache
-from keys import ratelimit, verification
-
+from keys import ratelimit, usage, verification, verification_cache
 from organizations.models import Membership
 from organizations.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 
 def _forget_everything() -> None:
-    ratelimit.flush_usage()  # drain this process's buffer before the store is emptied
+    usage.flush_usage()  # drain this process's buffer before the store is emptied
     cache.clear()  # with Redis, a FLUSHDB: rate-limit and usage counters too
     verification_cache.local_cache.clear()
     verification._last_touched.clear()

@@ -2,9 +2,8 @@
 
 import logging
 import re
-from contextvars import ContextVar
 
-request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+from lib.request_id import request_id_var
 
 
 class RequestIdFilter(logging.Filter):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from backend.logging import request_id_var
+from lib.request_id import request_id_var
 
 logger = logging.getLogger("keyscope.request")
 

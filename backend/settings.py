@@ -108,7 +108,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
-# The cold key lookup runs as a prepared statement on PostgreSQL (keys/verification.py): planning
+# The cold key lookup runs as a prepared statement on PostgreSQL (keys/lookup.py): planning
 # its joins costs several times what running them does. Django turns psycopg's preparing off
 # (prepare_threshold None); a threshold no query reaches turns it on for what asks for it, the
 # lookup alone, and leaves every other query as Django runs it. KEYSCOPE_PREPARED_KEY_LOOKUP=false
@@ -189,7 +189,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["backend.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["lib.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "backend.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

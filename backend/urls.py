@@ -3,8 +3,7 @@ from django.urls import include, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from backend.health import healthz
-from deployments.views import ExecuteView, ExecutionDetailView
-from keys.views import KeyIntrospectionView
+from keys.views import ExecuteView, ExecutionDetailView, KeyIntrospectionView
 
 # Paths answer with and without their trailing slash (CONTRACT §2).
 DEPLOYMENT = r"^api/v1/deployments/(?P<org_slug>[^/]+)/(?P<deployment_slug>[^/]+)"
@@ -17,7 +16,7 @@ urlpatterns = [
     re_path(DEPLOYMENT + r"/execute/?$", ExecuteView.as_view(), name="deployment-execute"),
     re_path(DEPLOYMENT + r"/executions/(?P<execution_id>[^/]+)/?$", ExecutionDetailView.as_view(), name="execution-detail"),
     re_path(r"^api/v1/key/?$", KeyIntrospectionView.as_view(), name="key-introspection"),
-    re_path(r"^api/v1/orgs/(?P<org_slug>[^/]+)/", include("keys.api_urls")),
+    re_path(r"^api/v1/orgs/(?P<org_slug>[^/]+)/", include("backend.api_urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^admin/", admin.site.urls),

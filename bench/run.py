@@ -237,8 +237,7 @@ def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
     from django.db import connection
 
     from deployments.models import Deployment
-    from keys import cache as verification_cache
-    from keys import crypto
+    from keys import crypto, verification_cache
     from keys.models import DeploymentKey, GlobalApiDeploymentKey
     from organizations.models import Organization
 
@@ -358,7 +357,7 @@ def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
 
 def _wait_for_invalidation_channel() -> None:
     """The verification cache stores nothing until this process has subscribed to flushes."""
-    from keys import cache as verification_cache
+    from keys import verification_cache
 
     deadline = time.monotonic() + 10
     while not verification_cache._bus.healthy():
@@ -368,7 +367,7 @@ def _wait_for_invalidation_channel() -> None:
 
 
 def _caller(client: Any, variant: Variant) -> Callable[[], Any]:
-    from keys.cache import local_cache
+    from keys.verification_cache import local_cache
 
     send = getattr(client, variant.method.lower())
     kwargs: dict[str, Any] = {"headers": variant.headers}
@@ -686,7 +685,7 @@ def environment_lines(args: argparse.Namespace, peer: bool) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         pg_version = cursor.fetchone()[0]
-    from keys.redis_client import redis_client
+    from lib.redis_client import redis_client
 
     redis_version = redis_client().info("server").get("redis_version", "?") if settings.REDIS_URL else "none"
     wrk = shutil.which("wrk")

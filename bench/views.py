@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from deployments.views import ClientAPIView, resolve_deployment
+from keys.views import ClientAPIView, resolve_deployment
 
 BODY = {"ok": True}
 

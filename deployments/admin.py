@@ -14,7 +14,6 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from backend.net import client_ip
 from deployments.models import Deployment, Execution
 from deployments.services import (
     UPDATABLE_FIELDS,
@@ -24,7 +23,7 @@ from deployments.services import (
     deployment_update,
 )
 from deployments.upstream import validate_upstream_headers
-from keys.models import DeploymentKey
+from lib.net import client_ip
 from organizations.admin import OrganizationScopedAdmin
 
 # The deployment's own fields in form order; those the service writes are
@@ -86,37 +85,6 @@ class DeploymentAdminForm(forms.ModelForm):
         return {"upstream_headers": headers}
 
 
-class DeploymentKeyInline(admin.TabularInline):
-    """The deployment's keys, masked and read-only: keys are changed on their own pages."""
-
-    model = DeploymentKey
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    fields = ["name", "key_masked", "status", "expires_at", "last_used_at", "created_at"]
-    readonly_fields = fields
-
-    def has_view_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
-        return request.user.is_staff  # shown only inside a deployment the user may view
-
-    def has_add_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
-        return False
-
-    @admin.display(description="key")
-    def key_masked(self, key: DeploymentKey) -> str:
-        return key.key_masked
-
-    @admin.display(description="status")
-    def status(self, key: DeploymentKey) -> str:
-        return key.status
-
-
 @admin.register(Deployment)
 class DeploymentAdmin(OrganizationScopedAdmin):
     """Deployments.
@@ -125,7 +93,8 @@ class DeploymentAdmin(OrganizationScopedAdmin):
     members see them read-only. The slug is fixed once created. Upstream
     credentials are write-only: the page shows their names, never a value.
     Writes go through deployments/services.py; deleting a deployment deletes
-    its keys (each audited) and executions.
+    its keys (each audited) and executions. The keys app, which sits above
+    this one, registers this admin again with the deployment's keys inline.
     """
 
     form = DeploymentAdminForm
@@ -134,7 +103,6 @@ class DeploymentAdmin(OrganizationScopedAdmin):
     list_filter = ["is_active", "runner", ("organization", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organization"]
     search_fields = ["slug", "name"]
-    inlines = [DeploymentKeyInline]
 
     def get_fieldsets(self, request: HttpRequest, obj: Deployment | None = None) -> list[tuple[str | None, dict[str, Any]]]:
         upstream = [field for field in SHOWN_FIELDS if field in UPSTREAM_FIELDS]

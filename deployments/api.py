@@ -12,7 +12,6 @@ from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from backend.net import client_ip
 from deployments.models import Deployment, Execution
 from deployments.serializers import (
     DeploymentCreateSerializer,
@@ -22,6 +21,7 @@ from deployments.serializers import (
     ExecutionSerializer,
 )
 from deployments.services import deployment_create, deployment_delete, deployment_update
+from lib.net import client_ip
 from organizations.api import OrganizationViewSet, query_filters
 
 DEPLOYMENT_NOT_FOUND = "No deployment with this slug exists in this organization."

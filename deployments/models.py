@@ -1,11 +1,13 @@
 import json
 import uuid
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from deployments import encryption
+from deployments.signals import organization_changing
 from deployments.upstream import validate_upstream_headers, validate_upstream_url
 from organizations.models import Organization
 
@@ -63,11 +65,32 @@ class Deployment(models.Model):
         super().clean()
         if self.runner == self.Runner.HTTP and not self.upstream_url:
             raise ValidationError({"upstream_url": "The http runner needs an upstream URL."})
-        # The keys app depends on this one, so it is imported here, when it is ready.
-        from keys.models import deployment_move_errors
-
-        if errors := deployment_move_errors(self):
+        if errors := self.move_errors():
             raise ValidationError(errors)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or {"organization", "organization_id"} & set(update_fields):
+            if errors := self.move_errors():
+                raise ValidationError(errors)
+        super().save(*args, **kwargs)
+
+    def move_errors(self) -> dict[str, str]:
+        """Why this stored deployment may not change organization ({} when it is not changing, or may).
+
+        The apps whose rows depend on it answer `organization_changing`: a
+        deployment key's organization is its deployment's, so moving would take
+        keys to another tenant.
+        """
+        if self._state.adding or self.pk is None:
+            return {}
+        stored = Deployment.objects.filter(pk=self.pk).values_list("organization_id", flat=True).first()
+        if stored is None or stored == self.organization_id:
+            return {}
+        errors: dict[str, str] = {}
+        for _receiver, answer in organization_changing.send(sender=Deployment, deployment=self):
+            errors.update(answer or {})
+        return errors
 
     @property
     def has_upstream_headers(self) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -19,11 +18,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 from django.conf import settings
 
-from backend.logging import request_id_var
 from deployments import encryption
 from deployments.models import Deployment
 from deployments.upstream import Upstream, UpstreamNotAllowed, UpstreamUnresolvable, resolve_upstream
-from keys import crypto
+from lib.request_id import request_id_var
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +34,7 @@ class RunContext:
     key_id: str
     execution_id: str
     deployment_slug: str = ""
-    # The client's query string, as received; runners drop anything key-like before passing it on.
+    # The client's query string, without the parameters that look like a key (the client view drops them).
     query_string: str = ""
 
 
@@ -59,23 +57,10 @@ class EchoRunner:
         return RunOutcome(ok=True, result=payload)
 
 
-# Anything that looks like a keyscope key, well-formed or not, anywhere in a parameter.
-_KEY_LIKE = re.compile("|".join(re.escape(prefix) for prefix in crypto.KIND_BY_PREFIX), re.IGNORECASE)
-
-
-def looks_like_key(text: str) -> bool:
-    return crypto.key_kind(text) is not None or _KEY_LIKE.search(text) is not None
-
-
 def forwarded_query(upstream_url: str, client_query: str) -> str:
-    """The upstream URL's own query plus the client's parameters, minus any that carry a key."""
+    """The upstream URL's own query plus the client's parameters."""
     own = parse_qsl(urlsplit(upstream_url).query, keep_blank_values=True)
-    client = [
-        (name, value)
-        for name, value in parse_qsl(client_query, keep_blank_values=True)
-        if not looks_like_key(name) and not looks_like_key(value)
-    ]
-    return urlencode(own + client)
+    return urlencode(own + parse_qsl(client_query, keep_blank_values=True))
 
 
 def _failure(http_status: int, code: str, detail: str, result: Any = None) -> RunOutcome:
@@ -127,7 +112,8 @@ class HttpRunner:
     """POST the JSON body to `upstream_url`.
 
     Nothing of the client's request is forwarded but its body and its query
-    string minus key-like parameters: never its Authorization or X-Api-Key.
+    string (which comes without key-like parameters): never its Authorization
+    or X-Api-Key.
     The upstream gets the deployment's decrypted upstream headers and learns
     the caller from the X-Keyscope-* headers. Redirects are not followed. The
     connection goes to the addresses checked by resolve_upstream, so a DNS

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from backend.serializers import InputSerializer, StrictBooleanField, StrictCharField, StrictIntegerField
 from deployments.models import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, Deployment, Execution
 from deployments.services import NAME_MAX_LENGTH, SLUG_FIXED
+from lib.serializers import InputSerializer, StrictBooleanField, StrictCharField, StrictIntegerField
 
 
 class DeploymentSerializer(serializers.ModelSerializer):

@@ -1,16 +1,19 @@
-"""Every write to a deployment goes through here: the API, commands and tests."""
+"""Every write to a deployment, and every execution, goes through here: the API, the admin, commands and tests."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Protocol
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from deployments import encryption
-from backend.validation import clean_name
-from deployments.models import Deployment
+from deployments.models import Deployment, Execution
+from deployments.runners import RunContext, get_runner
+from deployments.signals import deployment_deleting
+from lib.validation import clean_name
 from organizations.models import Organization
 
 Actor = AbstractBaseUser | AnonymousUser | None
@@ -117,16 +120,70 @@ def deployment_update(*, deployment: Deployment, actor: Actor, **changes: Any) -
 
 @transaction.atomic
 def deployment_delete(*, deployment: Deployment, actor: Actor, ip_address: str | None = None) -> None:
-    """Delete a deployment with its keys (each audited `deleted`) and its executions (CONTRACT §5).
+    """Delete a deployment and its executions, after what depends on it.
 
-    Global keys that listed it lose it from their scope, audited as a `changed` event.
+    The keys app answers `deployment_deleting`: the deployment's keys are deleted
+    (each audited `deleted`) and global keys that listed it lose it (audited `changed`).
     """
-    from keys.models import DeploymentKey, GlobalApiDeploymentKey
-    from keys.services import key_delete, key_update
-
-    for key in DeploymentKey.objects.filter(deployment=deployment).select_related("deployment"):
-        key_delete(key=key, actor=actor, ip_address=ip_address)
-    for key in GlobalApiDeploymentKey.objects.filter(deployments=deployment).distinct():
-        remaining = list(key.deployments.exclude(pk=deployment.pk))
-        key_update(key=key, actor=actor, ip_address=ip_address, deployments=remaining)
+    deployment_deleting.send(sender=Deployment, deployment=deployment, actor=actor, ip_address=ip_address)
     deployment.delete()  # executions and scope links cascade
+
+
+class DeploymentToRun(Protocol):
+    """What running needs of a deployment: the client API's cached record of it will do."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def slug(self) -> str: ...
+
+    @property
+    def runner(self) -> str: ...
+
+
+def execution_run(
+    *,
+    deployment: DeploymentToRun,
+    payload: dict[str, Any],
+    key_kind: str,
+    key_id: str,
+    key_name: str,
+    organization_slug: str,
+    client_ip: str | None,
+    query_string: str = "",
+) -> Execution:
+    """Run a deployment for a verified key and record the execution, completed or failed."""
+    execution = Execution(
+        deployment_id=deployment.id,
+        request=payload,
+        key_kind=key_kind,
+        key_id=key_id,
+        key_name=key_name,
+        client_ip=client_ip,
+    )
+    # The echo runner needs nothing of the row; others get it whole (one query beside an upstream call).
+    target = deployment if deployment.runner == Deployment.Runner.ECHO else Deployment.objects.get(pk=deployment.id)
+    started = time.perf_counter()
+    outcome = get_runner(deployment.runner).run(
+        deployment=target,  # type: ignore[arg-type]
+        payload=payload,
+        context=RunContext(
+            organization_slug=organization_slug,
+            key_id=key_id,
+            execution_id=str(execution.id),
+            deployment_slug=deployment.slug,
+            query_string=query_string,
+        ),
+    )
+    execution.elapsed_ms = int((time.perf_counter() - started) * 1000)
+    execution.result = outcome.result
+    execution.http_status = outcome.http_status
+    if outcome.ok:
+        execution.status = Execution.Status.COMPLETED
+    else:
+        execution.status = Execution.Status.FAILED
+        execution.error_code = outcome.code
+        execution.error_detail = outcome.detail
+    execution.save(force_insert=True)
+    return execution

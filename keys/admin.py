@@ -24,9 +24,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from backend.net import client_ip
+from deployments.admin import DeploymentAdmin
 from deployments.models import Deployment
-from keys import crypto, ratelimit
+from keys import crypto, usage
 from keys.forms import DeploymentKeyForm, GlobalKeyForm, RotateForm
 from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
 from keys.services import (
@@ -39,6 +39,7 @@ from keys.services import (
     key_rotate,
     key_update,
 )
+from lib.net import client_ip
 from organizations.admin import OrganizationScopedAdmin
 
 # Where save_model leaves a new key for response_add: this request's memory only.
@@ -145,7 +146,7 @@ class KeyAdmin(OrganizationScopedAdmin):
     def usage_last_30_days(self, key: ApiKey) -> str:
         if key.pk is None:
             return "-"
-        days = ratelimit.usage_for(str(key.pk))
+        days = usage.usage_for(str(key.pk))
         total = sum(int(day["count"]) for day in days)
         cells = format_html_join(
             "", '<td title="{}" style="text-align: center">{}<br>{}</td>', ((d["date"], d["date"][5:], d["count"]) for d in days)
@@ -493,6 +494,49 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
             "allow_all_deployments": allow_all,
             "deployments": [] if allow_all else list(form.cleaned_data["deployments"]),
         }
+
+
+class DeploymentKeyInline(admin.TabularInline):
+    """The deployment's keys, masked and read-only: keys are changed on their own pages."""
+
+    model = DeploymentKey
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["name", "key_masked", "status", "expires_at", "last_used_at", "created_at"]
+    readonly_fields = fields
+
+    def has_view_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
+        return request.user.is_staff  # shown only inside a deployment the user may view
+
+    def has_add_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
+        return False
+
+    @admin.display(description="key")
+    def key_masked(self, key: DeploymentKey) -> str:
+        return key.key_masked
+
+    @admin.display(description="status")
+    def status(self, key: DeploymentKey) -> str:
+        return key.status
+
+
+# The deployment's page lists its keys. This app sits above the deployments app, so it
+# registers the deployment admin again with the inline, as one extends Django's UserAdmin.
+admin.site.unregister(Deployment)
+
+
+@admin.register(Deployment)
+class DeploymentWithKeysAdmin(DeploymentAdmin):
+    __doc__ = DeploymentAdmin.__doc__
+
+    inlines = [*DeploymentAdmin.inlines, DeploymentKeyInline]
 
 
 @admin.register(AuditEvent)

@@ -14,11 +14,11 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from backend.net import client_ip
-from backend.schema import CONFLICT, INVALID
 from deployments.models import Deployment
-from keys import ratelimit
-from keys import schema  # noqa: F401  (registers the OpenAPI extensions)
+from keys import (
+    schema,  # noqa: F401  (registers the OpenAPI extensions)
+    usage,
+)
 from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
 from keys.serializers import (
     AuditEventFilterSerializer,
@@ -35,6 +35,8 @@ from keys.serializers import (
     RotateInputSerializer,
 )
 from keys.services import key_delete, key_issue, key_revoke, key_rotate, key_update
+from lib.net import client_ip
+from lib.schema import CONFLICT, INVALID
 from organizations.api import OrganizationViewSet, query_filters
 
 KEY_NOT_FOUND = "No key with this id exists here."
@@ -153,7 +155,7 @@ class KeyViewSet(OrganizationViewSet):
     @action(detail=True, methods=["get"])
     def usage(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         key = self.get_object()
-        days = ratelimit.usage_for(str(key.pk))
+        days = usage.usage_for(str(key.pk))
         body = {"key_id": key.pk, "days": days, "total": sum(int(day["count"]) for day in days)}
         return Response(KeyUsageSerializer(body).data)
 

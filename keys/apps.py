@@ -6,6 +6,6 @@ class KeysConfig(AppConfig):
     name = "keys"
 
     def ready(self) -> None:
-        from keys import signals
+        from keys import services, signals  # noqa: F401  (services hands the managers their issue())
 
         signals.connect()

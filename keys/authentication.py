@@ -17,9 +17,10 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from backend.net import client_ip
-from keys import ratelimit
-from keys.verification import Target, VerifiedKey, touch_last_used, verify
+from keys import ratelimit, usage
+from keys.lookup import VerifiedKey
+from keys.verification import Target, touch_last_used, verify
+from lib.net import client_ip
 
 FAILURE_DETAILS = {
     "invalid_key": "The API key is malformed or unknown.",
@@ -100,7 +101,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if failure is not None:
             raise refuse(request, failure)
         limit = ratelimit.check_key(key)
-        ratelimit.record_usage(key.id, now)
+        usage.record_usage(key.id, now)
         touch_last_used(key, now)
         if limit is not None and limit.exceeded:
             raise RateLimited("This key is over its rate limit. Try again later.", wait=limit.reset, rate_limit=limit)

@@ -58,6 +58,15 @@ def key_kind(candidate: str) -> KeyKind | None:
     return kind
 
 
+# A key prefix in any case, anywhere: what a well-formed key or a mangled one holds.
+_KEY_LIKE = re.compile("|".join(re.escape(prefix) for prefix in KIND_BY_PREFIX), re.IGNORECASE)
+
+
+def looks_like_key(text: str) -> bool:
+    """Whether `text` is or holds something key-like, well-formed or not: what must not be passed on."""
+    return key_kind(text) is not None or _KEY_LIKE.search(text) is not None
+
+
 def digest(key: str) -> str:
     """What is stored instead of the key: its sha256, in hex."""
     return hashlib.sha256(key.encode("ascii")).hexdigest()

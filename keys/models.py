@@ -8,6 +8,7 @@ shell session cannot link a global key to another organization's deployment.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
@@ -45,12 +46,15 @@ class KeyStatus(models.TextChoices):
     REVOKED = "revoked"
 
 
+# The key service's issuing function for each kind. keys/services.py imports this module, so it
+# fills this in when it loads (KeysConfig.ready loads it) instead of this module importing it back.
+ISSUERS: dict[str, Callable[..., tuple[Any, str]]] = {}
+
+
 class KeyManager(models.Manager):
     def issue(self, **fields: Any) -> tuple[ApiKey, str]:
         """Save a new key through the key service (audited, actor null); return (row, full key)."""
-        from keys.services import key_issue
-
-        return key_issue(model=self.model, actor=None, **fields)
+        return ISSUERS[self.model.KIND](actor=None, **fields)
 
 
 class ApiKey(models.Model):
@@ -267,17 +271,12 @@ MOVED_WITH_GLOBAL_KEYS = "A deployment linked to global keys cannot move to anot
 
 
 def deployment_move_errors(deployment: Deployment) -> dict[str, str]:
-    """The tenant guard from the deployment's side: its organization stays put while keys depend on it.
+    """The tenant guard from the deployment's side, for a deployment that is changing organization.
 
     A deployment key's organization is its deployment's, so moving the deployment
     would move its keys to another tenant; a global key's links would cross the
-    boundary. A new deployment, or one whose organization is unchanged, passes.
+    boundary. Deployment.clean() and save() ask through `organization_changing`.
     """
-    if deployment._state.adding or deployment.pk is None:
-        return {}
-    stored = Deployment.objects.filter(pk=deployment.pk).values_list("organization_id", flat=True).first()
-    if stored is None or stored == deployment.organization_id:
-        return {}
     if DeploymentKey.objects.filter(deployment_id=deployment.pk).exists():
         return {"organization": MOVED_WITH_DEPLOYMENT_KEYS}
     if (

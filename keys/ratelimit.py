@@ -1,113 +1,24 @@
-"""Per-key rate limits, the failed-authentication throttle and usage counts.
+"""Per-key rate limits, the failed-authentication throttle and the login-failure counts.
 
-Counters live in Redis (INCRBY and EXPIRE in one pipeline, so every worker and
-host shares them) or, without REDIS_URL, in the process's local-memory cache.
-A key's requests are reserved in its counter a lease at a time (see `check_key`),
-so most limited requests make no round trip at all.
-Windows are fixed minutes: `t` of the RateLimit field is the time to the next one.
-When Redis is down, key verification goes on; limits fail open or closed per
+All count in the shared per-minute counters of lib/counters.py. A key's
+requests are reserved in its counter a lease at a time (see `check_key`), so
+most limited requests make no round trip at all. Windows are fixed minutes:
+`t` of the RateLimit field is the time to the next one. When Redis is down,
+key verification goes on; limits fail open or closed per
 KEYSCOPE_RATELIMIT_FAIL_OPEN, with one error log line a minute.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
-from django.utils import timezone
 
-from keys.redis_client import redis_client
-from keys.verification import VerifiedKey
-
-logger = logging.getLogger("keyscope.ratelimit")
-
-WINDOW_SECONDS = 60
-USAGE_DAYS_KEPT = 35
-USAGE_FLUSH_SECONDS = 1.0
-
-
-class CountersUnavailable(Exception):
-    """Redis did not answer in time."""
-
-
-_last_error_logged = 0.0
-
-
-def _log_unavailable(exc: Exception) -> None:
-    """One error line a minute, not one per request."""
-    global _last_error_logged
-    now = time.monotonic()
-    if now - _last_error_logged >= 60:
-        _last_error_logged = now
-        logger.error(
-            "rate-limit counters unavailable (%s); failing %s",
-            type(exc).__name__,
-            "open" if settings.KEYSCOPE_RATELIMIT_FAIL_OPEN else "closed",
-        )
-
-
-def _window(now: float) -> tuple[int, int]:
-    """The current window's number and the seconds left in it (at least 1)."""
-    window = int(now // WINDOW_SECONDS)
-    return window, max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
-
-
-def _hit(name: str, now: float, *, sliding: bool = False, amount: int = 1) -> tuple[int, int]:
-    """Count `amount` hits on `name` in the current window; return (count, seconds to reset).
-
-    `sliding` estimates the count over the last 60 seconds instead of since the
-    window began: the previous window's count, weighted by how much of it is
-    still inside the last minute, plus the current one. Same round trip.
-    """
-    window, reset = _window(now)
-    counter = f"ks:rl:{name}:{window}"
-    previous_counter = f"ks:rl:{name}:{window - 1}"
-    if settings.REDIS_URL:
-        try:
-            pipe = redis_client().pipeline(transaction=False)
-            pipe.incrby(counter, amount)
-            pipe.expire(counter, WINDOW_SECONDS * 2)
-            if sliding:
-                pipe.get(previous_counter)
-            count, _, *previous = pipe.execute()
-        except Exception as exc:
-            _log_unavailable(exc)
-            raise CountersUnavailable from exc
-        count = int(count)
-        previous_count = int(previous[0] or 0) if previous else 0
-    else:
-        cache.add(counter, 0, WINDOW_SECONDS * 2)
-        try:
-            count = cache.incr(counter, amount)
-        except ValueError:  # expired between add and incr
-            cache.set(counter, amount, WINDOW_SECONDS * 2)
-            count = amount
-        previous_count = int(cache.get(previous_counter, 0)) if sliding else 0
-    if sliding and previous_count:
-        still_inside = 1 - (now % WINDOW_SECONDS) / WINDOW_SECONDS
-        count += math.ceil(previous_count * still_inside)
-    return count, reset
-
-
-def _peek(name: str, now: float) -> tuple[int, int]:
-    """The count of `name` in the current window, without counting."""
-    window, reset = _window(now)
-    counter = f"ks:rl:{name}:{window}"
-    if settings.REDIS_URL:
-        try:
-            value = redis_client().get(counter)
-        except Exception as exc:
-            _log_unavailable(exc)
-            raise CountersUnavailable from exc
-        return int(value or 0), reset
-    return int(cache.get(counter, 0)), reset
+from keys.lookup import VerifiedKey
+from lib import counters
+from lib.counters import WINDOW_SECONDS, CountersUnavailable
 
 
 @dataclass(frozen=True)
@@ -185,7 +96,7 @@ def check_key(key: VerifiedKey, now: float | None = None) -> RateLimit | None:
     if limit == 0:
         return None
     now = time.time() if now is None else now
-    window, reset = _window(now)
+    window, reset = counters.window(now)
     with _lease_lock:
         lease = _leases.get(key.id)
         if lease is not None and lease.window == window and lease.limit == limit:
@@ -198,7 +109,7 @@ def check_key(key: VerifiedKey, now: float | None = None) -> RateLimit | None:
         else:
             size = lease_size(limit)
     try:
-        count, reset = _hit(f"key:{key.id}", now, amount=size)
+        count, reset = counters.hit(f"key:{key.id}", now, amount=size)
     except CountersUnavailable:
         if size == 0:  # what this worker already reserved is still its own to use
             count, granted = -1, 0
@@ -243,7 +154,7 @@ def record_failed_auth(address: str | None, now: float | None = None) -> tuple[b
         return False, 0
     now = time.time() if now is None else now
     try:
-        count, reset = _hit(f"fail:{address or 'unknown'}", now, sliding=True)
+        count, reset = counters.hit(f"fail:{address or 'unknown'}", now, sliding=True)
     except CountersUnavailable:
         return (not settings.KEYSCOPE_RATELIMIT_FAIL_OPEN), 1
     return count > limit, reset
@@ -253,8 +164,8 @@ def login_failures_exceeded(username: str, address: str | None, now: float | Non
     """Seconds to wait when this username or address has failed to log in too often, else 0."""
     now = time.time() if now is None else now
     try:
-        by_user, reset = _peek(f"login-user:{username.lower()}", now)
-        by_address, _ = _peek(f"login-address:{address or 'unknown'}", now)
+        by_user, reset = counters.peek(f"login-user:{username.lower()}", now)
+        by_address, _ = counters.peek(f"login-address:{address or 'unknown'}", now)
     except CountersUnavailable:
         return 0
     over = (by_user >= settings.KEYSCOPE_LOGIN_FAILURES_PER_MINUTE) or (
@@ -266,74 +177,7 @@ def login_failures_exceeded(username: str, address: str | None, now: float | Non
 def record_login_failure(username: str, address: str | None, now: float | None = None) -> None:
     now = time.time() if now is None else now
     try:
-        _hit(f"login-user:{username.lower()}", now)
-        _hit(f"login-address:{address or 'unknown'}", now)
+        counters.hit(f"login-user:{username.lower()}", now)
+        counters.hit(f"login-address:{address or 'unknown'}", now)
     except CountersUnavailable:
         pass
-
-
-# Usage counts: buffered per process, flushed at most once a second --------------
-
-_usage_buffer: Counter[tuple[str, date]] = Counter()
-_usage_lock = threading.Lock()
-_usage_flushed_at = time.monotonic()
-
-
-def _usage_name(key_id: str) -> str:
-    return f"ks:usage:{key_id}"
-
-
-def record_usage(key_id: str, now: datetime | None = None) -> None:
-    """Count one authenticated request for today (UTC), without a write per request."""
-    global _usage_flushed_at
-    today = (now or timezone.now()).date()
-    with _usage_lock:
-        _usage_buffer[(key_id, today)] += 1
-        if time.monotonic() - _usage_flushed_at < USAGE_FLUSH_SECONDS:
-            return
-    flush_usage()
-
-
-def flush_usage() -> None:
-    global _usage_flushed_at
-    with _usage_lock:
-        pending = dict(_usage_buffer)
-        _usage_buffer.clear()
-        _usage_flushed_at = time.monotonic()
-    if not pending:
-        return
-    if settings.REDIS_URL:
-        try:
-            pipe = redis_client().pipeline(transaction=False)
-            for (key_id, day), count in pending.items():
-                pipe.hincrby(_usage_name(key_id), day.isoformat(), count)
-                pipe.expire(_usage_name(key_id), USAGE_DAYS_KEPT * 86400)
-            pipe.execute()
-        except Exception as exc:
-            _log_unavailable(exc)
-            with _usage_lock:  # keep the counts for the next flush
-                _usage_buffer.update(pending)
-        return
-    for (key_id, day), count in pending.items():
-        name = f"{_usage_name(key_id)}:{day.isoformat()}"
-        cache.add(name, 0, USAGE_DAYS_KEPT * 86400)
-        cache.incr(name, count)
-
-
-def usage_for(key_id: str, days: int = 30) -> list[dict[str, object]]:
-    """Requests per day for the last `days` days, oldest first, today included."""
-    flush_usage()
-    today = timezone.now().date()
-    wanted = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
-    counts: dict[str, int] = {}
-    if settings.REDIS_URL:
-        try:
-            raw = redis_client().hgetall(_usage_name(key_id))
-            counts = {k.decode(): int(v) for k, v in raw.items()}
-        except Exception as exc:
-            _log_unavailable(exc)
-    else:
-        names = {f"{_usage_name(key_id)}:{day.isoformat()}": day.isoformat() for day in wanted}
-        counts = {names[name]: value for name, value in cache.get_many(list(names)).items()}
-    return [{"date": day.isoformat(), "count": counts.get(day.isoformat(), 0)} for day in wanted]
-

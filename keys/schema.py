@@ -1,7 +1,7 @@
 """OpenAPI for the key-authenticated client API (CONTRACT §4): the two key schemes and the client views.
 
-The client views live in deployments/views.py and keys/views.py; they are
-documented here, through view extensions, so their code stays as it is.
+The client views live in keys/views.py; they are documented here, through
+view extensions, so their code stays as it is.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
-from backend.serializers import ErrorSerializer
+from lib.serializers import ErrorSerializer
 
 KEY_ERRORS = {
     401: OpenApiResponse(
@@ -80,7 +80,7 @@ class KeyIntrospectionSerializer(serializers.Serializer):
 
 
 class ExecuteViewSchema(OpenApiViewExtension):
-    target_class = "deployments.views.ExecuteView"
+    target_class = "keys.views.ExecuteView"
 
     def view_replacement(self) -> type:
         class Fixed(self.target_class):  # type: ignore[name-defined]
@@ -106,7 +106,7 @@ class ExecuteViewSchema(OpenApiViewExtension):
 
 
 class ExecutionDetailViewSchema(OpenApiViewExtension):
-    target_class = "deployments.views.ExecutionDetailView"
+    target_class = "keys.views.ExecutionDetailView"
 
     def view_replacement(self) -> type:
         class Fixed(self.target_class):  # type: ignore[name-defined]

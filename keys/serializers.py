@@ -12,16 +12,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from backend.serializers import (
+from deployments.models import Deployment, Execution
+from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
+from keys.services import MAX_GRACE_PERIOD_SECONDS, NAME_MAX_LENGTH, scope_errors
+from lib.serializers import (
     MAX_POSITIVE_INTEGER,
     InputSerializer,
     StrictBooleanField,
     StrictCharField,
     StrictIntegerField,
 )
-from deployments.models import Deployment, Execution
-from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
-from keys.services import MAX_GRACE_PERIOD_SECONDS, NAME_MAX_LENGTH, scope_errors
 
 UNKNOWN_DEPLOYMENT = "No deployment with the slug “{slug}” exists in this organization."
 

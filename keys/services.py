@@ -7,6 +7,7 @@ event, so none of that can be skipped. Cache invalidation hangs on the model sig
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -16,12 +17,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from backend.exceptions import Conflict
-from backend.validation import clean_name
 from deployments.models import Deployment
 from keys import crypto
 from keys.audit import audit_record, audit_value
-from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, RetiredSecret
+from keys.models import ISSUERS, ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, RetiredSecret
+from lib.exceptions import Conflict
+from lib.validation import clean_name
 
 Actor = AbstractBaseUser | AnonymousUser | None
 K = TypeVar("K", bound=ApiKey)
@@ -269,3 +270,19 @@ def key_delete(*, key: ApiKey, actor: Actor, ip_address: str | None = None) -> N
     audit_record(key=key, action=AuditEvent.Action.DELETED, actor=actor, ip_address=ip_address, changes={})
     RetiredSecret.objects.filter(key_kind=key.KIND, key_id=key.pk).delete()
     key.delete()
+
+
+@transaction.atomic
+def deployment_keys_remove(*, deployment: Deployment, actor: Actor, ip_address: str | None = None) -> None:
+    """Before a deployment is deleted: delete its deployment keys and drop it from global keys' lists, each audited."""
+    for key in DeploymentKey.objects.filter(deployment=deployment).select_related("deployment"):
+        key_delete(key=key, actor=actor, ip_address=ip_address)
+    for global_key in GlobalApiDeploymentKey.objects.filter(deployments=deployment).distinct():
+        remaining = list(global_key.deployments.exclude(pk=deployment.pk))
+        key_update(key=global_key, actor=actor, ip_address=ip_address, deployments=remaining)
+
+
+ISSUERS.update({
+    "deployment": functools.partial(key_issue, model=DeploymentKey),
+    "global": functools.partial(key_issue, model=GlobalApiDeploymentKey),
+})

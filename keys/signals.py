@@ -1,21 +1,20 @@
-"""Flush the verification cache on every write that could change an answer.
+"""What the keys app hooks on: model writes that flush the verification cache, and the deployments app's signals.
 
-Hooked on the models rather than the services so that the admin, the API,
-commands and a shell session all invalidate alike; `last_used_at` and usage
-bookkeeping use queryset updates and so flush nothing.
+The flush is hooked on the models rather than the services so that the admin,
+the API, commands and a shell session all invalidate alike; `last_used_at` and
+usage bookkeeping use queryset updates and so flush nothing.
 
-Also the deployment side of the tenant guard: a deployment that keys depend on
-does not move to another organization.
+A deployment that keys depend on does not move to another organization, and
+deleting a deployment deletes its keys first, audited (deployments/signals.py).
 """
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from deployments.models import Deployment
-from keys.cache import flush
+from deployments.signals import deployment_deleting, organization_changing
 from keys.models import (
     DeploymentKey,
     GlobalApiDeploymentKey,
@@ -23,6 +22,8 @@ from keys.models import (
     RetiredSecret,
     deployment_move_errors,
 )
+from keys.services import deployment_keys_remove
+from keys.verification_cache import flush
 from organizations.models import Organization
 
 WATCHED = (Organization, Deployment, DeploymentKey, GlobalApiDeploymentKey, GlobalKeyDeployment, RetiredSecret)
@@ -35,19 +36,17 @@ def _flush_now_and_on_commit(**kwargs: Any) -> None:
     transaction.on_commit(flush)
 
 
-def _guard_deployment_move(sender: type, instance: Deployment, update_fields: Any = None, **kwargs: Any) -> None:
-    """Deployment.save() refuses to move a deployment that keys depend on to another organization.
+def _deployment_move_errors(sender: type, deployment: Deployment, **kwargs: Any) -> dict[str, str]:
+    return deployment_move_errors(deployment)
 
-    Here rather than in deployments/models.py, which must not import the keys app.
-    """
-    if update_fields is not None and not {"organization", "organization_id"} & set(update_fields):
-        return
-    if errors := deployment_move_errors(instance):
-        raise ValidationError(errors)
+
+def _remove_keys_of_deployment(sender: type, deployment: Deployment, actor: Any, ip_address: str | None, **kwargs: Any) -> None:
+    deployment_keys_remove(deployment=deployment, actor=actor, ip_address=ip_address)
 
 
 def connect() -> None:
-    pre_save.connect(_guard_deployment_move, sender=Deployment, dispatch_uid="keyscope-guard-deployment-move")
+    organization_changing.connect(_deployment_move_errors, sender=Deployment, dispatch_uid="keyscope-guard-deployment-move")
+    deployment_deleting.connect(_remove_keys_of_deployment, sender=Deployment, dispatch_uid="keyscope-deployment-keys")
     for model in WATCHED:
         post_save.connect(_flush_now_and_on_commit, sender=model, dispatch_uid=f"keyscope-flush-save-{model.__name__}")
         post_delete.connect(_flush_now_and_on_commit, sender=model, dispatch_uid=f"keyscope-flush-del-{model.__name__}")

@@ -1,12 +1,161 @@
-"""Key introspection for API clients: GET /api/v1/key/."""
+"""The client API: execute a deployment, read an execution back, describe the calling key.
 
+Every view here authenticates with a key (keys/authentication.py); what a
+verified key may reach is decided by `resolve_deployment`, and the execution
+itself is run and recorded by deployments/services.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from deployments.views import ClientAPIView
-from keys.verification import scope_slugs
+from deployments.models import Execution
+from deployments.services import execution_run
+from keys import crypto
+from keys.authentication import ApiKeyAuthentication, HasApiKey, KeyAuth, rate_limit_headers
+from keys.lookup import DeploymentRef
+from keys.verification import can_execute, find_deployment, scope_slugs
+from lib.net import client_ip
+from lib.parsers import check_body_size, check_storable
 
 
+class DeploymentNotInScope(exceptions.PermissionDenied):
+    default_detail = "This key may not execute this deployment."
+    default_code = "deployment_not_in_scope"
+
+
+class DeploymentInactive(exceptions.PermissionDenied):
+    default_detail = "This deployment is inactive."
+    default_code = "deployment_inactive"
+
+
+NOT_FOUND = "No deployment with this name exists for this key's organization."
+EXECUTION_NOT_FOUND = "No execution with this id exists for this deployment."
+
+
+def resolve_deployment(auth: KeyAuth, org_slug: str, deployment_slug: str) -> DeploymentRef:
+    """The deployment a verified key asks for, or the 404/403 in the client API's order."""
+    key = auth.key
+    # Another organization's slug is answered like a missing deployment, without a query.
+    if org_slug != key.organization_slug:
+        raise exceptions.NotFound(NOT_FOUND)
+    # A cold lookup has read the deployment already: with the cache off, that read is the only one.
+    target = auth.target if auth.target is not None and auth.target.slug == deployment_slug else None
+    deployment = target.deployment if target is not None else find_deployment(key.organization_id, deployment_slug)
+    if deployment is None:
+        raise exceptions.NotFound(NOT_FOUND)
+    if not can_execute(key, deployment.id, deployment.organization_id, known=target and target.in_scope):
+        raise DeploymentNotInScope()
+    if not deployment.is_active:
+        raise DeploymentInactive()
+    return deployment
+
+
+def without_keys(query_string: str) -> str:
+    """The client's query string minus every parameter whose name or value looks like a key: never passed upstream."""
+    kept = [
+        (name, value)
+        for name, value in parse_qsl(query_string, keep_blank_values=True)
+        if not crypto.looks_like_key(name) and not crypto.looks_like_key(value)
+    ]
+    return urlencode(kept)
+
+
+def execution_body(execution: Execution) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "execution_id": str(execution.id),
+        "status": execution.status,
+        "result": execution.result,
+        "elapsed_ms": execution.elapsed_ms,
+    }
+    if execution.status == Execution.Status.FAILED:
+        body["detail"] = execution.error_detail
+        body["code"] = execution.error_code
+    return body
+
+
+class ClientAPIView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasApiKey]
+    # Both classes keep no state: one instance of each serves every request, instead of
+    # DRF making new ones per request on the path every client call takes.
+    _authenticators = (ApiKeyAuthentication(),)
+    _permissions = (HasApiKey(),)
+
+    def get_authenticators(self) -> tuple[ApiKeyAuthentication, ...]:
+        return self._authenticators
+
+    def get_permissions(self) -> tuple[HasApiKey, ...]:
+        return self._permissions
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        for name, value in rate_limit_headers(self.request, exc).items():
+            response[name] = value
+        return response
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for name, value in rate_limit_headers(request).items():
+            response.headers.setdefault(name, value)
+        return response
+
+
+class ExecuteView(ClientAPIView):
+    def post(self, request: Request, org_slug: str, deployment_slug: str) -> Response:
+        deployment = resolve_deployment(request.auth, org_slug, deployment_slug)
+        # Before anything is read (by Content-Length), then on the body itself.
+        check_body_size(request.META.get("CONTENT_LENGTH"))
+        check_body_size(None, request.body)
+        payload = request.data
+        if not isinstance(payload, dict):
+            raise exceptions.ParseError("The request body must be a JSON object.")
+        check_storable(payload)
+        key = request.auth.key
+        execution = execution_run(
+            deployment=deployment,
+            payload=payload,
+            key_kind=key.kind,
+            key_id=key.id,
+            key_name=key.name,
+            organization_slug=key.organization_slug,
+            client_ip=client_ip(request),
+            query_string=without_keys(request.META.get("QUERY_STRING", "")),
+        )
+        if execution.status == Execution.Status.COMPLETED:
+            response_status = status.HTTP_200_OK
+        elif execution.error_code == "upstream_timeout":
+            response_status = status.HTTP_504_GATEWAY_TIMEOUT
+        else:
+            response_status = status.HTTP_502_BAD_GATEWAY
+        return Response(execution_body(execution), status=response_status)
+
+
+class ExecutionDetailView(ClientAPIView):
+    def get(self, request: Request, org_slug: str, deployment_slug: str, execution_id: str) -> Response:
+        try:
+            deployment = resolve_deployment(request.auth, org_slug, deployment_slug)
+        except (DeploymentNotInScope, DeploymentInactive):
+            # Only keys that may execute a deployment see its executions; to others they do not exist.
+            raise exceptions.NotFound(EXECUTION_NOT_FOUND) from None
+        try:
+            execution_uuid = uuid.UUID(execution_id)
+        except ValueError:
+            raise exceptions.NotFound(EXECUTION_NOT_FOUND) from None
+        execution = Execution.objects.filter(pk=execution_uuid, deployment_id=deployment.id).first()
+        if execution is None:
+            raise exceptions.NotFound(EXECUTION_NOT_FOUND)
+        return Response(execution_body(execution))
+
+
+# GET /api/v1/key/: what the calling key is and what it opens (a comment: the schema would show a docstring).
 class KeyIntrospectionView(ClientAPIView):
     def get(self, request: Request) -> Response:
         key = request.auth.key

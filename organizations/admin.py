@@ -13,7 +13,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db.models import Model, QuerySet
 from django.forms.models import ModelChoiceField
 from django.http import HttpRequest, HttpResponse
@@ -40,6 +40,15 @@ def add_errors_to_form(form: forms.BaseForm, error: ValidationError) -> None:
         return
     for field, messages in error.message_dict.items():
         form.add_error(field if field in form.fields else None, messages)
+
+
+def belongs_to_an_organization(model: type[Model]) -> bool:
+    """Whether `model` has an `organization` foreign key (a deployment, say): the apps above this one."""
+    try:
+        field = model._meta.get_field("organization")
+    except FieldDoesNotExist:
+        return False
+    return field.is_relation and field.related_model is Organization
 
 
 class OrganizationScopedAdmin(admin.ModelAdmin):
@@ -89,16 +98,17 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def choices_for(self, model: type[Model], request: HttpRequest) -> QuerySet | None:
-        """Foreign-key choices: the organizations the user administers, and their deployments."""
-        from deployments.models import Deployment
+        """Foreign-key choices: the organizations the user administers, and what belongs to them.
 
+        None means no restriction (a superuser, or a model outside every organization).
+        """
         if request.user.is_superuser:
             return None
         ids = self.administered_organization_ids(request)
         if model is Organization:
             return Organization.objects.filter(pk__in=ids)
-        if model is Deployment:
-            return Deployment.objects.filter(organization_id__in=ids).select_related("organization")
+        if belongs_to_an_organization(model):
+            return model._default_manager.filter(organization_id__in=ids).select_related("organization")
         return None
 
     # Permissions -----------------------------------------------------------------

@@ -15,9 +15,8 @@ from rest_framework import exceptions, permissions, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from backend.pagination import StandardPagination
-from backend.schema import ManagementAutoSchema
-
+from lib.pagination import StandardPagination
+from lib.schema import ManagementAutoSchema
 from organizations.models import Membership, Organization
 from organizations.permissions import role_in
 

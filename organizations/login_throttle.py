@@ -13,8 +13,8 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
-from backend.net import client_ip
 from keys import ratelimit
+from lib.net import client_ip
 
 
 def _basic_username(request: HttpRequest) -> str | None:

@@ -3,7 +3,8 @@ an empty deployment picker staying empty, audit times in UTC, warm introspection
 
 import io
 import logging
-from datetime import timedelta, timezone as dt_timezone
+from datetime import timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.test import override_settings
@@ -13,7 +14,6 @@ from deployments.tests.factories import DeploymentFactory
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.tests.conftest import bearer
-from keys.tests.factories import issue_global_key
 from organizations.models import Membership
 from organizations.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 

@@ -17,10 +17,10 @@ from django.utils import timezone
 
 from deployments.models import Deployment
 from keys import crypto
-from keys.cache import local_cache
 from keys.models import DeploymentKey, GlobalKeyDeployment
 from keys.tests.conftest import bearer, execute
 from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.verification_cache import local_cache
 
 # One lookup (the key, its organization, the deployment the URL names and, for a global key
 # with a list, its link to that deployment), last_used_at, execution insert.

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from organizations.models import Membership, Organization
-from organizations.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from organizations.tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

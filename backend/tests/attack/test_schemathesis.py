@@ -11,8 +11,7 @@ from collections import Counter
 import pytest
 import schemathesis
 from django.core import signals
-from django.db import close_old_connections
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error

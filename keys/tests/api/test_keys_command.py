@@ -10,8 +10,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from keys import crypto
+from keys.lookup import LOOKUPS
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
-from keys.verification import lookup
 
 FULL_KEY = re.compile(r"ks[dg]_[0-9A-Za-z]{38}")
 
@@ -24,7 +24,7 @@ def run(*args):
 
 def works(full_key):
     kind = crypto.key_kind(full_key)
-    found = lookup(kind, crypto.digest(full_key)) if kind else None
+    found = LOOKUPS[kind].run(crypto.digest(full_key))[0] if kind else None
     return found is not None and found.failure_at(timezone.now()) is None
 
 

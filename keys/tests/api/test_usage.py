@@ -8,10 +8,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from keys import ratelimit
 from keys.services import key_revoke
 from keys.tests.api.conftest import ORG_A
 from keys.tests.conftest import execute
+from keys.usage import flush_usage
 
 
 def usage_url(key) -> str:
@@ -59,7 +59,7 @@ def test_usage_is_per_key_and_per_day(admin_client, client, deployment_key_a1, g
     with mock.patch("django.utils.timezone.now", return_value=yesterday):
         for _ in range(3):
             execute(client, "org-a", "a-one", full_key)
-        ratelimit.flush_usage()
+        flush_usage()
     execute(client, "org-a", "a-one", full_key)
     execute(client, "org-a", "a-one", global_all_key_a[1])
 

@@ -19,9 +19,9 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 
-from keys import cache as verification_cache
-from keys import ratelimit, verification
-from keys.redis_client import redis_client, reset_clients
+from keys import ratelimit, usage, verification, verification_cache
+from lib import counters
+from lib.redis_client import redis_client, reset_clients
 
 SUBSCRIBE_WAIT_SECONDS = 5.0
 
@@ -40,7 +40,7 @@ def needs_redis(what: str) -> None:
 
 
 def _reset_state() -> None:
-    ratelimit.flush_usage()  # drain the process's buffer before the store is emptied
+    usage.flush_usage()  # drain the process's buffer before the store is emptied
     if settings.REDIS_URL:
         redis_client().flushdb()
     cache.clear()
@@ -61,12 +61,12 @@ def _wait_for_subscription() -> None:
 
 
 class Clock:
-    """Stands in for the `time` module inside keys.ratelimit: frozen, moved on by hand."""
+    """Stands in for the `time` module inside the counters, rate limits and usage: frozen, moved on by hand."""
 
     def __init__(self) -> None:
         real = time.time()
         # One second into the current window: `t` of the RateLimit field is then 59.
-        self.now = (real // ratelimit.WINDOW_SECONDS) * ratelimit.WINDOW_SECONDS + 1.0
+        self.now = (real // counters.WINDOW_SECONDS) * counters.WINDOW_SECONDS + 1.0
         self._monotonic_offset = 0.0
 
     def time(self) -> float:
@@ -91,7 +91,8 @@ def limits_state(db) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def clock(monkeypatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(ratelimit, "time", fake)
+    for module in (ratelimit, counters, usage):
+        monkeypatch.setattr(module, "time", fake)
     return fake
 
 

@@ -8,11 +8,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from keys import ratelimit
 from keys.models import DeploymentKey
 from keys.services import key_revoke
 from keys.tests.conftest import execute
 from keys.tests.factories import issue_deployment_key
+from keys.usage import flush_usage, usage_for
 
 pytestmark = pytest.mark.django_db
 
@@ -27,13 +27,13 @@ def test_n_requests_show_as_n_for_today(client, deployment_key_a1, global_all_ke
         execute(client, "org-a", "a-one", full_key)
     execute(client, "org-a", "a-one", global_all_key_a[1])
 
-    usage = ratelimit.usage_for(str(key.pk))
+    usage = usage_for(str(key.pk))
 
     assert len(usage) == 30
     assert usage[-1] == {"date": timezone.now().date().isoformat(), "count": 7}
     assert {day["count"] for day in usage[:-1]} == {0}
     assert usage[0]["date"] == (timezone.now().date() - timedelta(days=29)).isoformat()
-    assert ratelimit.usage_for(str(global_all_key_a[0].pk))[-1]["count"] == 1
+    assert usage_for(str(global_all_key_a[0].pk))[-1]["count"] == 1
 
 
 def test_refused_requests_of_a_key_count_as_usage(client, deployment_a1):
@@ -41,7 +41,7 @@ def test_refused_requests_of_a_key_count_as_usage(client, deployment_a1):
     statuses = [execute(client, "org-a", "a-one", full_key).status_code for _ in range(4)]
 
     assert statuses == [200, 200, 429, 429]
-    assert ratelimit.usage_for(str(key.pk))[-1]["count"] == 4
+    assert usage_for(str(key.pk))[-1]["count"] == 4
 
 
 def test_usage_is_not_a_database_write(client, deployment_key_a1):
@@ -51,7 +51,7 @@ def test_usage_is_not_a_database_write(client, deployment_key_a1):
     with CaptureQueriesContext(connection) as captured:
         for _ in range(5):
             execute(client, "org-a", "a-one", full_key)
-        ratelimit.usage_for(str(key.pk))
+        usage_for(str(key.pk))
 
     assert updates_of_keys(captured) == []
     assert all(q["sql"].startswith('INSERT INTO "deployments_execution"') for q in captured.captured_queries)
@@ -63,10 +63,10 @@ def test_usage_is_kept_per_day(client, deployment_key_a1):
     with mock.patch("django.utils.timezone.now", return_value=yesterday):
         for _ in range(3):
             execute(client, "org-a", "a-one", full_key)
-        ratelimit.flush_usage()
+        flush_usage()
     execute(client, "org-a", "a-one", full_key)
 
-    usage = ratelimit.usage_for(str(key.pk))
+    usage = usage_for(str(key.pk))
 
     assert [day["count"] for day in usage[-2:]] == [3, 1]
 

@@ -3,11 +3,11 @@
 import pytest
 from django.test import RequestFactory, override_settings
 
-from backend.net import client_ip
 from keys import crypto
 from keys.services import key_deactivate, key_revoke
 from keys.tests.conftest import assert_error, execute
 from keys.tests.factories import issue_deployment_key
+from lib.net import client_ip
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ the next request is refused: a stale cache would let it through.
 import pytest
 
 from deployments.services import deployment_delete
-from keys import cache as verification_cache
+from keys import verification_cache
 from keys.models import DeploymentKey
 from keys.services import key_deactivate, key_delete, key_revoke, key_rotate, key_update
 from keys.tests.conftest import assert_error, execute

@@ -25,11 +25,11 @@ from django.db import connection
 from django.urls import Resolver404, resolve
 
 from backend.tests.subprocesses import clean_env, production_secret_key
-from keys.cache import flush
 from keys.models import DeploymentKey
 from keys.services import key_revoke
 from keys.tests.factories import issue_deployment_key
 from keys.tests.limits.conftest import free_port, needs_redis
+from keys.verification_cache import flush
 from organizations.tests.factories import TEST_PASSWORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -15,15 +15,16 @@ import pytest
 from django.test import override_settings
 
 from keys import ratelimit
+from keys.lookup import LOOKUPS, VerifiedKey
 from keys.tests.conftest import assert_error, execute
 from keys.tests.factories import issue_deployment_key
-from keys.verification import VerifiedKey, lookup
+from lib import counters
 
 pytestmark = pytest.mark.django_db
 
 
 def verified(row) -> VerifiedKey:
-    key = lookup("deployment", row.digest)
+    key = LOOKUPS["deployment"].run(row.digest)[0]
     assert key is not None
     return key
 
@@ -32,13 +33,13 @@ def verified(row) -> VerifiedKey:
 def counting_round_trips() -> Iterator[list[int]]:
     """Each call of the shared counter, with the amount it reserved."""
     calls: list[int] = []
-    real_hit = ratelimit._hit
+    real_hit = counters.hit
 
     def hit(name: str, now: float, **kwargs):
         calls.append(kwargs.get("amount", 1))
         return real_hit(name, now, **kwargs)
 
-    with mock.patch.object(ratelimit, "_hit", hit):
+    with mock.patch.object(counters, "hit", hit):
         yield calls
 
 
@@ -144,13 +145,13 @@ def test_threads_of_one_worker_reserving_at_once_keep_every_request_they_reserve
     row, _ = issue_deployment_key(deployment_a1, rate_limit_per_minute=1000)  # leases of 10
     key = verified(row)
     both_inside = threading.Barrier(2, timeout=5)
-    real_hit = ratelimit._hit
+    real_hit = counters.hit
 
     def hit(name: str, now: float, **kwargs):
         both_inside.wait()  # neither thread has stored its lease yet
         return real_hit(name, now, **kwargs)
 
-    with mock.patch.object(ratelimit, "_hit", hit):
+    with mock.patch.object(counters, "hit", hit):
         threads = [threading.Thread(target=ratelimit.check_key, args=(key,)) for _ in range(2)]
         for thread in threads:
             thread.start()
@@ -191,7 +192,7 @@ def test_a_worker_keeps_using_what_it_reserved_when_redis_goes_away(deployment_a
     assert ratelimit.check_key(key).remaining == 999
     clock.advance(ratelimit.LEASE_FRESH_SECONDS)
 
-    with mock.patch.object(ratelimit, "_hit", side_effect=ratelimit.CountersUnavailable):
+    with mock.patch.object(counters, "hit", side_effect=counters.CountersUnavailable):
         from_the_lease = [ratelimit.check_key(key) for _ in range(9)]
         after_it = ratelimit.check_key(key)
 

@@ -9,12 +9,12 @@ import logging
 import pytest
 from django.test import override_settings
 
-from keys import cache as verification_cache
-from keys import ratelimit
-from keys.redis_client import reset_clients
+from keys import usage, verification_cache
 from keys.services import key_revoke
 from keys.tests.conftest import assert_error, bearer, execute
 from keys.tests.factories import issue_deployment_key
+from lib import counters
+from lib.redis_client import reset_clients
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,7 @@ ERROR_LINE = "rate-limit counters unavailable"
 @pytest.fixture
 def counters_on_own_redis(own_redis, monkeypatch):
     """REDIS_URL points at a server this test may kill; one error line may be logged again."""
-    monkeypatch.setattr(ratelimit, "_last_error_logged", float("-inf"))
+    monkeypatch.setattr(counters, "_last_error_logged", float("-inf"))
     with override_settings(REDIS_URL=own_redis.url):
         reset_clients()
         yield own_redis
@@ -100,7 +100,7 @@ def test_one_error_line_a_minute_not_one_per_request(client, counters_on_own_red
         for _ in range(10):
             execute(client, "org-a", "a-one", full_key)
             execute(client, "org-a", "a-one", "not-a-key")
-        ratelimit.usage_for(str(limited_key[0].pk))
+        usage.usage_for(str(limited_key[0].pk))
         assert len(error_lines(caplog)) == 1
         clock.advance(61)
         for _ in range(5):
@@ -113,15 +113,15 @@ def test_one_error_line_a_minute_not_one_per_request(client, counters_on_own_red
 
 def test_usage_counted_while_redis_is_down_is_kept_for_later(client, own_redis, limited_key, monkeypatch):
     """Counts that could not be written stay in the process's buffer."""
-    monkeypatch.setattr(ratelimit, "_last_error_logged", float("-inf"))
+    monkeypatch.setattr(counters, "_last_error_logged", float("-inf"))
     key, full_key = limited_key
     with override_settings(REDIS_URL=own_redis.url):
         reset_clients()
         own_redis.stop()
         for _ in range(3):
             execute(client, "org-a", "a-one", full_key)
-        ratelimit.flush_usage()
-        pending = sum(count for (key_id, _), count in ratelimit._usage_buffer.items() if key_id == str(key.pk))
+        usage.flush_usage()
+        pending = sum(count for (key_id, _), count in usage._usage_buffer.items() if key_id == str(key.pk))
     reset_clients()
 
     assert pending == 3

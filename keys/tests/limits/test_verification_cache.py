@@ -22,13 +22,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from deployments.models import Deployment
-from keys import cache as verification_cache
-from keys import crypto
-from keys.redis_client import redis_client
+from keys import crypto, verification_cache
 from keys.services import key_update
 from keys.tests.conftest import assert_error, bearer, execute
 from keys.tests.factories import issue_global_key
 from keys.tests.limits.conftest import Clock, needs_redis
+from lib.redis_client import redis_client
 
 pytestmark = pytest.mark.django_db
 

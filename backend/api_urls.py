@@ -1,6 +1,6 @@
-"""Routes of the management API, mounted under `api/v1/orgs/<org_slug>/` (CONTRACT §5).
+"""Routes of the management API, mounted under `api/v1/orgs/<org_slug>/`: every app's viewsets, in one router.
 
-Every path answers with and without its trailing slash (CONTRACT §2).
+Every path answers with and without its trailing slash, as the whole API does.
 """
 
 from django.urls import include, re_path
@@ -8,7 +8,6 @@ from rest_framework.routers import SimpleRouter
 
 from deployments.api import DeploymentViewSet, ExecutionViewSet
 from keys.api import AuditEventViewSet, DeploymentKeyViewSet, GlobalKeyViewSet
-
 
 
 class OptionalSlashRouter(SimpleRouter):

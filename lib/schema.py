@@ -10,7 +10,7 @@ from drf_spectacular.plumbing import build_array_type, build_basic_type
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
-from backend.serializers import ErrorSerializer, ValidationErrorSerializer
+from lib.serializers import ErrorSerializer, ValidationErrorSerializer
 
 UNAUTHORIZED = OpenApiResponse(ErrorSerializer, description="No credentials, or wrong ones (`WWW-Authenticate: Basic`).")
 FORBIDDEN = OpenApiResponse(ErrorSerializer, description="A member (not an admin) tried to write.")
@@ -56,7 +56,7 @@ class ManagementAutoSchema(AutoSchema):
 
 
 class ValidationErrorExtension(OpenApiSerializerExtension):
-    target_class = "backend.serializers.ValidationErrorSerializer"
+    target_class = "lib.serializers.ValidationErrorSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> dict[str, Any]:
         return {

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
-from keys.redis_client import redis_client
+from lib.redis_client import redis_client
 
 logger = logging.getLogger("keyscope.cache")
 
