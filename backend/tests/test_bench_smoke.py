@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from bench.run import VARIANT_IDS
+from bench.variants import VARIANT_IDS
 
 BASE_DIR = Path(settings.BASE_DIR)
 PEER_ROW = "drf-api-key"

@@ -1,0 +1,165 @@
+"""The bench's own database: created, seeded with one organization, its deployments and many keys, dropped."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from typing import Any
+
+RATE_LIMIT_ON = 1_000_000_000  # high enough never to answer 429: we measure the counting, not the refusal
+SCOPE_SIZE = 1_000
+
+
+def admin_connection():
+    import psycopg
+
+    return psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
+
+
+def create_database(name: str) -> None:
+    with admin_connection() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(name: str) -> None:
+    with admin_connection() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _expect_columns(model: Any, expected: list[str]) -> None:
+    columns = [f.column for f in model._meta.concrete_fields]
+    if sorted(columns) != sorted(expected):
+        raise SystemExit(
+            f"bench/seed.py seeds {model._meta.db_table} with raw SQL and knows the columns {sorted(expected)}, "
+            f"but the model now has {sorted(columns)}: update the seeding SQL."
+        )
+
+
+KEY_COMMON_COLUMNS = [
+    "id", "name", "description", "digest", "last4", "is_active", "expires_at", "revoked_at", "last_used_at",
+    "rate_limit_per_minute", "created_by_id", "modified_by_id", "created_at", "modified_at",
+]  # fmt: skip
+
+
+def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
+    """Empty the app tables, then seed one organization, its deployments, the bench keys and filler keys."""
+    from django.apps import apps
+    from django.db import connection
+
+    from deployments.models import Deployment
+    from keys import crypto, verification_cache
+    from keys.models import DeploymentKey, GlobalApiDeploymentKey
+    from organizations.models import Organization
+
+    labels = ["organizations", "deployments", "keys"] + (["rest_framework_api_key"] if peer else [])
+    tables = [m._meta.db_table for label in labels for m in apps.get_app_config(label).get_models()]
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+
+    started = time.perf_counter()
+    org = Organization.objects.create(slug="bench", name="Bench")
+    Deployment.objects.bulk_create(
+        Deployment(organization=org, slug=f"d{i:05d}", name=f"Deployment {i}") for i in range(deployments_total)
+    )
+    deployments = list(Deployment.objects.filter(organization=org).order_by("slug"))
+    target = deployments[0]
+    phases = {"deployments": time.perf_counter() - started}
+    scope = deployments[: min(SCOPE_SIZE, len(deployments))]
+
+    keys: dict[str, str] = {}
+    _, keys["dep"] = DeploymentKey.objects.issue(deployment=target, name="bench", rate_limit_per_minute=0)
+    _, keys["dep_limit"] = DeploymentKey.objects.issue(
+        deployment=target, name="bench-limit", rate_limit_per_minute=RATE_LIMIT_ON
+    )
+    _, keys["global_all"] = GlobalApiDeploymentKey.objects.issue(
+        organization=org, name="bench-all", allow_all_deployments=True, rate_limit_per_minute=0
+    )
+    _, keys["global_scope"] = GlobalApiDeploymentKey.objects.issue(
+        organization=org, name="bench-scope", deployments=scope, rate_limit_per_minute=0
+    )
+    _, keys["global_wide"] = GlobalApiDeploymentKey.objects.issue(
+        organization=org, name="bench-wide", deployments=deployments, rate_limit_per_minute=0
+    )
+    # Well formed but for its checksum: refused before any query.
+    valid = keys["dep"]
+    keys["junk"] = valid[:-1] + ("0" if valid[-1] != "0" else "1")
+    assert crypto.key_kind(keys["junk"]) is None
+
+    phases["bench keys"] = time.perf_counter() - started - sum(phases.values())
+    filler = max(0, keys_total - 5)
+    filler_deployment_keys = filler // 2
+    filler_global_keys = filler - filler_deployment_keys
+    salt = secrets.token_hex(8)
+    _expect_columns(DeploymentKey, [*KEY_COMMON_COLUMNS, "deployment_id"])
+    _expect_columns(GlobalApiDeploymentKey, [*KEY_COMMON_COLUMNS, "organization_id", "allow_all_deployments"])
+    common = ", ".join(KEY_COMMON_COLUMNS)
+    # Random digests made by the server, inserted in digest order with ids and names in the same order:
+    # every index grows at its end, so a million rows take seconds, with no round trip per row.
+    filler_sql = (
+        "INSERT INTO {table} ({common}, {extra_columns})"
+        " SELECT (%(id_prefix)s || lpad(to_hex(rn), 20, '0'))::uuid, 'filler-' || lpad(rn::text, 9, '0'), '', digest,"
+        " 'xxxx', true, NULL, NULL, NULL, NULL, NULL, NULL, now(), now(), {extra_values}"
+        " FROM (SELECT row_number() OVER (ORDER BY digest) AS rn, digest FROM ("
+        "   SELECT encode(sha256(convert_to(%(salt)s || '-' || i, 'UTF8')), 'hex') AS digest"
+        "   FROM generate_series(1, %(n)s) AS i) AS raw) AS sorted"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            filler_sql.format(
+                table=DeploymentKey._meta.db_table,
+                common=common,
+                extra_columns="deployment_id",
+                extra_values="(%(ids)s::bigint[])[1 + rn %% %(count)s]",
+            ),
+            {
+                "salt": salt + "d",
+                "id_prefix": secrets.token_hex(6),
+                "ids": [d.id for d in deployments],
+                "count": len(deployments),
+                "n": filler_deployment_keys,
+            },
+        )
+        cursor.execute(
+            filler_sql.format(
+                table=GlobalApiDeploymentKey._meta.db_table,
+                common=common,
+                extra_columns="organization_id, allow_all_deployments",
+                extra_values="%(org)s, true",
+            ),
+            {"salt": salt + "g", "id_prefix": secrets.token_hex(6), "org": org.id, "n": filler_global_keys},
+        )
+        phases["filler keys"] = time.perf_counter() - started - sum(phases.values())
+        if peer:
+            from rest_framework_api_key.models import APIKey
+
+            _expect_columns(APIKey, ["id", "prefix", "hashed_key", "created", "name", "revoked", "expiry_date"])
+            # Prefixes "~" + 7 hex digits, in order: never one the package makes (letters and digits only),
+            # and the indexes grow at their end. The package looks keys up by prefix only, so the filler's
+            # hash (never verified) is a short md5 to keep the seeding fast.
+            cursor.execute(
+                f"INSERT INTO {APIKey._meta.db_table} (id, prefix, hashed_key, created, name, revoked, expiry_date)"
+                " SELECT p || '.' || h, p, h, now(), 'filler-' || i, false, NULL FROM ("
+                "   SELECT i, '~' || lpad(to_hex(i), 7, '0') AS p, md5(%(salt)s || i) AS h"
+                "   FROM generate_series(1, %(n)s) AS i) AS filler",
+                {"salt": salt + "p", "n": max(0, keys_total - 1)},
+            )
+            _, keys["peer"] = APIKey.objects.create_key(name="bench")
+            phases["peer keys"] = time.perf_counter() - started - sum(phases.values())
+        cursor.execute("ANALYZE")
+    seconds = time.perf_counter() - started
+    phases["analyze"] = seconds - sum(phases.values())
+    print("  seeding: " + ", ".join(f"{name} {t:.1f} s" for name, t in phases.items()), file=sys.stderr)
+    verification_cache.flush()
+    return {
+        "org_slug": org.slug,
+        "deployment_slug": target.slug,
+        "scope_size": len(scope),
+        "keys": keys,
+        "keys_total": keys_total,
+        "deployments_total": deployments_total,
+        "seed_seconds": seconds,
+        "filler": (filler_deployment_keys, filler_global_keys),
+    }
