@@ -23,6 +23,7 @@ from deployments.services import (
     deployment_update,
 )
 from deployments.upstream import validate_upstream_headers
+from lib.admin import ReadOnlyAdminMixin, ServiceErrorsOnFormMixin
 from lib.net import client_ip
 from organizations.admin import OrganizationScopedAdmin
 
@@ -86,7 +87,7 @@ class DeploymentAdminForm(forms.ModelForm):
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(OrganizationScopedAdmin):
+class DeploymentAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
     """Deployments.
 
     Org admins add, change and delete their organizations' deployments;
@@ -144,16 +145,16 @@ class DeploymentAdmin(OrganizationScopedAdmin):
         data = form.cleaned_data
         if change:
             changes = {field: data[field] for field in EDITABLE_FIELDS if field in form.changed_data}
-            saved = deployment_update(deployment=obj, actor=request.user, **changes, **form.upstream_headers_change())
+            saved = deployment_update(deployment=obj, **changes, **form.upstream_headers_change())
         else:
             saved = deployment_create(
-                actor=request.user,
                 organization=data["organization"],
                 slug=data["slug"],
                 **{field: data[field] for field in CREATE_FIELDS},
                 **form.upstream_headers_change(),
             )
-        obj.__dict__.update(saved.__dict__)  # the admin logs and redirects with the saved row
+        obj.pk = saved.pk  # the admin logs and redirects with the saved row
+        obj.refresh_from_db()
 
     def delete_model(self, request: HttpRequest, obj: Deployment) -> None:
         deployment_delete(deployment=obj, actor=request.user, ip_address=client_ip(request))
@@ -171,7 +172,7 @@ class DeploymentAdmin(OrganizationScopedAdmin):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(OrganizationScopedAdmin):
+class ExecutionAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
     """Executions: read-only for everyone, visible to the members of the deployment's organization."""
 
     organization_path = "deployment__organization"
@@ -180,12 +181,3 @@ class ExecutionAdmin(OrganizationScopedAdmin):
     list_select_related = ["deployment__organization"]
     search_fields = ["key_name", "deployment__slug"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
-        return False

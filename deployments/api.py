@@ -78,14 +78,14 @@ class DeploymentViewSet(OrganizationViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = DeploymentCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        deployment = deployment_create(organization=self.organization, actor=request.user, **serializer.validated_data)
+        deployment = deployment_create(organization=self.organization, **serializer.validated_data)
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         deployment = self.get_object()
         serializer = DeploymentUpdateSerializer(deployment, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        deployment = deployment_update(deployment=deployment, actor=request.user, **serializer.validated_data)
+        deployment = deployment_update(deployment=deployment, **serializer.validated_data)
         return Response(DeploymentSerializer(deployment).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -63,7 +63,6 @@ def _slug_taken(deployment: Deployment) -> bool:
 def deployment_create(
     *,
     organization: Organization,
-    actor: Actor,
     slug: str,
     name: str,
     description: str = "",
@@ -72,7 +71,10 @@ def deployment_create(
     upstream_url: str = "",
     timeout_seconds: int = Deployment._meta.get_field("timeout_seconds").default,
     upstream_headers: dict[str, str] | None = None,
+    check_upstream_url: bool = True,
 ) -> Deployment:
+    """Create a deployment. `check_upstream_url=False` is for an upstream the operator vouches for (the demo's,
+    on this machine): every call is still checked against KEYSCOPE_UPSTREAM_ALLOWED_HOSTS when it is made."""
     deployment = Deployment(
         organization=organization,
         slug=slug,
@@ -83,7 +85,7 @@ def deployment_create(
         upstream_url=upstream_url,
         timeout_seconds=timeout_seconds,
     )
-    _check_upstream(deployment, set(UPSTREAM_FIELDS))
+    _check_upstream(deployment, set(UPSTREAM_FIELDS) if check_upstream_url else set())
     _set_upstream_headers(deployment, upstream_headers)
     if _slug_taken(deployment):
         raise ValidationError({"slug": SLUG_TAKEN})
@@ -97,7 +99,7 @@ def deployment_create(
 
 
 @transaction.atomic
-def deployment_update(*, deployment: Deployment, actor: Actor, **changes: Any) -> Deployment:
+def deployment_update(*, deployment: Deployment, **changes: Any) -> Deployment:
     """Change any of UPDATABLE_FIELDS. The slug never changes; `upstream_headers` replaces the stored map."""
     if "slug" in changes:
         raise ValidationError({"slug": SLUG_FIXED})

@@ -31,14 +31,16 @@ from keys.forms import DeploymentKeyForm, GlobalKeyForm, RotateForm
 from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
 from keys.services import (
     KeyRevokedError,
+    deployment_key_issue,
+    global_key_issue,
     key_activate,
     key_deactivate,
     key_delete,
-    key_issue,
     key_revoke,
     key_rotate,
     key_update,
 )
+from lib.admin import ReadOnlyAdminMixin, ServiceErrorsOnFormMixin
 from lib.net import client_ip
 from organizations.admin import OrganizationScopedAdmin
 
@@ -96,7 +98,7 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-class KeyAdmin(OrganizationScopedAdmin):
+class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
     """What both key admins share.
 
     Who may do what: org admins (staff users with an `admin` membership) list,
@@ -112,7 +114,7 @@ class KeyAdmin(OrganizationScopedAdmin):
     search_fields = ["name", "=last4"]
     search_help_text = "Name, or the last four characters of the key."
     actions = ["rotate_keys", "revoke_keys", "activate_keys", "deactivate_keys", "delete_selected"]
-    common_readonly_fields = [
+    readonly_fields = [
         "key_masked",
         "status",
         "audit_events",
@@ -124,12 +126,19 @@ class KeyAdmin(OrganizationScopedAdmin):
         "usage_last_30_days",
     ]
     change_form_template = "admin/keys/key_change_form.html"
+    # Set on the add page, fixed after: "deployment" or "organization".
+    fixed_once_created: list[str] = []
+    add_fieldsets: list[tuple[str | None, dict[str, Any]]] = []
+    change_fieldsets: list[tuple[str | None, dict[str, Any]]] = []
+
+    class Media:
+        css = {"all": ["keys/admin.css"]}
 
     # Display --------------------------------------------------------------------
 
     @admin.display(description="key")
     def key_masked(self, key: ApiKey) -> str:
-        return format_html('<span style="white-space: nowrap">{}</span>', key.key_masked)
+        return format_html('<span class="key-masked">{}</span>', key.key_masked)
 
     @admin.display(description="status")
     def status(self, key: ApiKey) -> str:
@@ -149,30 +158,23 @@ class KeyAdmin(OrganizationScopedAdmin):
         days = usage.usage_for(str(key.pk))
         total = sum(int(day["count"]) for day in days)
         cells = format_html_join(
-            "", '<td title="{}" style="text-align: center">{}<br>{}</td>', ((d["date"], d["date"][5:], d["count"]) for d in days)
+            "", '<td title="{}">{}<br>{}</td>', ((d["date"], d["date"][5:], d["count"]) for d in days)
         )
         return format_html(
-            '<p>{} in total (UTC days, oldest first)</p><div style="overflow-x: auto"><table class="key-usage">'
+            '<p>{} in total (UTC days, oldest first)</p><div class="key-usage-scroll"><table class="key-usage">'
             "<tr>{}</tr></table></div>",
             _plural(total, "request"),
             cells,
         )
 
     def get_fieldsets(self, request: HttpRequest, obj: ApiKey | None = None) -> list[tuple[str | None, dict[str, Any]]]:
-        fieldsets = self.key_fieldsets
-        if obj is not None:
-            return fieldsets
-        # Nothing to show yet of what only a saved key has.
-        trimmed = []
-        for name, options in fieldsets:
-            fields = [field for field in options["fields"] if field not in self.common_readonly_fields]
-            if fields:
-                trimmed.append((name, {**options, "fields": fields}))
-        return trimmed
+        # Declared, as UserAdmin declares its add_fieldsets: the add page has nothing yet of what
+        # only a saved key has. Not `fieldsets`: the checks reject a many-to-many with its own
+        # through model there, though the global key's form declares the field itself.
+        return self.add_fieldsets if obj is None else self.change_fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
-        fixed = self.common_readonly_fields
-        return fixed if obj is None else [self.parent_field, *fixed]
+        return list(self.readonly_fields) if obj is None else [*self.fixed_once_created, *self.readonly_fields]
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         # A masked key ("ksg_…abcd") is searched by its last four characters.
@@ -189,37 +191,29 @@ class KeyAdmin(OrganizationScopedAdmin):
 
     # Writes, through the key service -----------------------------------------------
 
-    parent_field = ""  # "deployment" or "organization": set on the add page, fixed after
-    key_fieldsets: list[tuple[str | None, dict[str, Any]]] = []
-
-    def service_fields(self, form: Any) -> dict[str, Any]:
-        return {}
-
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
-        data = form.cleaned_data
-        ip_address = client_ip(request)
         try:
             if change:
-                changes = {field: data[field] for field in COMMON_FIELDS if field in form.changed_data}
-                changes.update(self.service_fields(form) if self.scope_changed(form) else {})
-                saved = key_update(key=obj, actor=request.user, ip_address=ip_address, **changes)
+                saved = key_update(key=obj, actor=request.user, ip_address=client_ip(request), **self.changes(form))
             else:
-                fields = {field: data[field] for field in COMMON_FIELDS if field in data}
-                saved, full_key = key_issue(
-                    model=self.model,
-                    actor=request.user,
-                    ip_address=ip_address,
-                    **{self.parent_field: data[self.parent_field]},
-                    **self.service_fields(form),
-                    **fields,
-                )
+                saved, full_key = self.issue(request, form)
                 request.__dict__[_ISSUED] = [self.issued(saved, full_key)]
         except KeyRevokedError as exc:  # revoked since the form was shown
             raise ValidationError(str(exc.detail)) from exc
-        obj.__dict__.update(saved.__dict__)  # the admin logs and answers with the saved row
+        obj.pk = saved.pk  # the admin logs and answers with the saved row
+        obj.refresh_from_db()
 
-    def scope_changed(self, form: Any) -> bool:
-        return False
+    def changes(self, form: Any) -> dict[str, Any]:
+        """What the change form changed, as key_update() takes it."""
+        return {field: form.cleaned_data[field] for field in COMMON_FIELDS if field in form.changed_data}
+
+    def issue(self, request: HttpRequest, form: Any) -> tuple[ApiKey, str]:
+        """Create the key of the add form through this kind's service."""
+        raise NotImplementedError
+
+    @staticmethod
+    def common_fields(form: Any) -> dict[str, Any]:
+        return {field: form.cleaned_data[field] for field in COMMON_FIELDS if field in form.cleaned_data}
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """The service saved the scope; the form must not write it again, unaudited."""
@@ -407,7 +401,7 @@ class DeploymentKeyAdmin(KeyAdmin):
 
     form = DeploymentKeyForm
     organization_path = "deployment__organization"
-    parent_field = "deployment"
+    fixed_once_created = ["deployment"]
     list_display = ["name", "organization", "deployment_slug", "key_masked", "scope", "status", "expires_at", "last_used_at"]
     list_filter = [
         StatusFilter,
@@ -415,13 +409,26 @@ class DeploymentKeyAdmin(KeyAdmin):
         ("deployment", admin.RelatedOnlyFieldListFilter),
     ]
     list_select_related = ["deployment__organization"]
-    key_fieldsets = [
+    add_fieldsets = [
+        (None, {"fields": ["deployment", "name", "description"]}),
+        ("Status", {"fields": ["is_active", "expires_at"]}),
+        ("Limits", {"fields": ["rate_limit_per_minute"]}),
+    ]
+    change_fieldsets = [
         (None, {"fields": ["deployment", "name", "description"]}),
         ("Status", {"fields": ["key_masked", "status", "is_active", "expires_at", "revoked_at", "last_used_at"]}),
         ("Limits", {"fields": ["rate_limit_per_minute"]}),
         ("Usage", {"fields": ["usage_last_30_days"]}),
         ("History", {"fields": ["audit_events", "created_at", "created_by", "modified_at"]}),
     ]
+
+    def issue(self, request: HttpRequest, form: DeploymentKeyForm) -> tuple[DeploymentKey, str]:
+        return deployment_key_issue(
+            deployment=form.cleaned_data["deployment"],
+            actor=request.user,
+            ip_address=client_ip(request),
+            **self.common_fields(form),
+        )
 
     @admin.display(description="organization", ordering="deployment__organization__slug")
     def organization(self, key: DeploymentKey) -> str:
@@ -442,13 +449,17 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
     __doc__ = KeyAdmin.__doc__
 
     form = GlobalKeyForm
-    parent_field = "organization"
+    fixed_once_created = ["organization"]
     list_display = ["name", "organization", "key_masked", "scope", "status", "expires_at", "last_used_at"]
     list_filter = [StatusFilter, ("organization", admin.RelatedOnlyFieldListFilter), GlobalScopeFilter]
     list_select_related = ["organization"]
-    # Not `fieldsets`: the checks reject a many-to-many with its own through model
-    # there, though the form declares the field itself.
-    key_fieldsets = [
+    add_fieldsets = [
+        (None, {"fields": ["organization", "name", "description"]}),
+        ("Scope", {"fields": ["scope", "deployments"]}),
+        ("Status", {"fields": ["is_active", "expires_at"]}),
+        ("Limits", {"fields": ["rate_limit_per_minute"]}),
+    ]
+    change_fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),
         ("Scope", {"fields": ["scope", "deployments"]}),
         ("Status", {"fields": ["key_masked", "status", "is_active", "expires_at", "revoked_at", "last_used_at"]}),
@@ -485,15 +496,20 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
             )
         return form
 
-    def scope_changed(self, form: GlobalKeyForm) -> bool:
-        return "scope" in form.changed_data or "deployments" in form.changed_data
+    def changes(self, form: GlobalKeyForm) -> dict[str, Any]:
+        changes = super().changes(form)
+        if "scope" in form.changed_data or "deployments" in form.changed_data:
+            changes.update(form.scope_for_service())
+        return changes
 
-    def service_fields(self, form: GlobalKeyForm) -> dict[str, Any]:
-        allow_all = form.allow_all_deployments
-        return {
-            "allow_all_deployments": allow_all,
-            "deployments": [] if allow_all else list(form.cleaned_data["deployments"]),
-        }
+    def issue(self, request: HttpRequest, form: GlobalKeyForm) -> tuple[GlobalApiDeploymentKey, str]:
+        return global_key_issue(
+            organization=form.cleaned_data["organization"],
+            actor=request.user,
+            ip_address=client_ip(request),
+            **form.scope_for_service(),
+            **self.common_fields(form),
+        )
 
 
 class DeploymentKeyInline(admin.TabularInline):
@@ -540,7 +556,7 @@ class DeploymentWithKeysAdmin(DeploymentAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(OrganizationScopedAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
     """Audit events: read-only for everyone, superusers included; visible to the organization's members."""
 
     list_display = ["created_at", "action", "key_link", "key_kind", "organization", "actor_label", "ip_address"]
@@ -572,12 +588,3 @@ class AuditEventAdmin(OrganizationScopedAdmin):
     @admin.display(description="changes")
     def changes_display(self, event: AuditEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(event.changes, indent=2, sort_keys=True, ensure_ascii=False))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
-        return False

@@ -34,7 +34,14 @@ from keys.serializers import (
     RevokeInputSerializer,
     RotateInputSerializer,
 )
-from keys.services import key_delete, key_issue, key_revoke, key_rotate, key_update
+from keys.services import (
+    deployment_key_issue,
+    global_key_issue,
+    key_delete,
+    key_revoke,
+    key_rotate,
+    key_update,
+)
 from lib.net import client_ip
 from lib.schema import CONFLICT, INVALID
 from organizations.api import OrganizationViewSet, query_filters
@@ -66,7 +73,6 @@ def filter_by_status(queryset: QuerySet, key_status: str) -> QuerySet:
 class KeyViewSet(OrganizationViewSet):
     """What both kinds of key share: list, create, read, PATCH, delete, rotate, revoke."""
 
-    model: type[ApiKey]
     serializer_class: type[DeploymentKeySerializer] | type[GlobalKeySerializer]
     issued_serializer_class: type[IssuedDeploymentKeySerializer] | type[IssuedGlobalKeySerializer]
     input_serializer_class: type[KeyInputSerializer]
@@ -92,7 +98,8 @@ class KeyViewSet(OrganizationViewSet):
         context = {**self.get_serializer_context(), "full_key": full_key}
         return Response(self.issued_serializer_class(self.fresh(key), context=context).data, status=http_status)
 
-    def issue_fields(self, data: dict[str, Any]) -> dict[str, Any]:
+    def issue(self, request: Request, fields: dict[str, Any]) -> tuple[ApiKey, str]:
+        """Create the key through this kind's service, from the validated input."""
         raise NotImplementedError
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -112,12 +119,7 @@ class KeyViewSet(OrganizationViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.input_serializer_class(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
-        key, full_key = key_issue(
-            model=self.model,
-            actor=request.user,
-            ip_address=client_ip(request),
-            **self.issue_fields(dict(serializer.validated_data)),
-        )
+        key, full_key = self.issue(request, dict(serializer.validated_data))
         return self.issued(key, full_key, status.HTTP_201_CREATED)
 
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -201,7 +203,6 @@ class DeploymentKeyViewSet(KeyViewSet):
     """Keys that open one deployment: `deployments/<deployment_slug>/keys/`."""
 
     schema_tags = ["deployment keys"]
-    model = DeploymentKey
     serializer_class = DeploymentKeySerializer
     issued_serializer_class = IssuedDeploymentKeySerializer
     input_serializer_class = KeyInputSerializer
@@ -220,8 +221,8 @@ class DeploymentKeyViewSet(KeyViewSet):
             return DeploymentKey.objects.none()
         return DeploymentKey.objects.filter(deployment=self.deployment).select_related("deployment", "created_by")
 
-    def issue_fields(self, data: dict[str, Any]) -> dict[str, Any]:
-        return {**data, "deployment": self.deployment}
+    def issue(self, request: Request, fields: dict[str, Any]) -> tuple[ApiKey, str]:
+        return deployment_key_issue(deployment=self.deployment, actor=request.user, ip_address=client_ip(request), **fields)
 
 
 @key_schema(GlobalKeySerializer, IssuedGlobalKeySerializer, GlobalKeyInputSerializer, "global key")
@@ -229,7 +230,6 @@ class GlobalKeyViewSet(KeyViewSet):
     """Keys that open all of the organization's deployments, or a list of them: `global-keys/`."""
 
     schema_tags = ["global keys"]
-    model = GlobalApiDeploymentKey
     serializer_class = GlobalKeySerializer
     issued_serializer_class = IssuedGlobalKeySerializer
     input_serializer_class = GlobalKeyInputSerializer
@@ -244,8 +244,8 @@ class GlobalKeyViewSet(KeyViewSet):
             .prefetch_related("deployments")
         )
 
-    def issue_fields(self, data: dict[str, Any]) -> dict[str, Any]:
-        return {**data, "organization": self.organization}
+    def issue(self, request: Request, fields: dict[str, Any]) -> tuple[ApiKey, str]:
+        return global_key_issue(organization=self.organization, actor=request.user, ip_address=client_ip(request), **fields)
 
 
 @extend_schema_view(

@@ -75,6 +75,11 @@ class GlobalKeyForm(KeyForm):
     def allow_all_deployments(self) -> bool:
         return self.cleaned_data.get("scope") == SCOPE_ALL
 
+    def scope_for_service(self) -> dict[str, Any]:
+        """The scope as the key service takes it: a key that opens everything lists nothing."""
+        allow_all = self.allow_all_deployments
+        return {"allow_all_deployments": allow_all, "deployments": [] if allow_all else list(self.cleaned_data["deployments"])}
+
     def clean(self) -> dict[str, Any]:
         cleaned_data = super().clean()
         if "scope" not in cleaned_data or "deployments" not in cleaned_data:

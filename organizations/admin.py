@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin
-from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Model, QuerySet
 from django.forms.models import ModelChoiceField
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 
 from organizations.models import Membership, Organization
 from organizations.permissions import organizations_of
 
 _ORG_IDS_CACHE = "_keyscope_organization_ids"
-_SERVICE_ERRORS = "_keyscope_service_errors"
 
 
 def organization_ids(request: HttpRequest, *, admin_only: bool) -> frozenset[int]:
@@ -31,15 +29,6 @@ def organization_ids(request: HttpRequest, *, admin_only: bool) -> frozenset[int
     if admin_only not in cache:
         cache[admin_only] = frozenset(organizations_of(request.user, admin_only=admin_only).values_list("pk", flat=True))
     return cache[admin_only]
-
-
-def add_errors_to_form(form: forms.BaseForm, error: ValidationError) -> None:
-    """Show a service's ValidationError on the form; fields the form lacks become non-field errors."""
-    if not hasattr(error, "error_dict"):
-        form.add_error(None, error)
-        return
-    for field, messages in error.message_dict.items():
-        form.add_error(field if field in form.fields else None, messages)
 
 
 def belongs_to_an_organization(model: type[Model]) -> bool:
@@ -56,8 +45,7 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
 
     `organization_path` is the lookup from the model to its Organization
     ("pk" for Organization itself). Members see (read-only); admins change.
-    Writes are left to the services: a ValidationError a service raises while
-    saving becomes an error on the re-rendered form, not a server error.
+    Admins whose writes go through a service add lib.admin.ServiceErrorsOnFormMixin.
     """
 
     organization_path = "organization"
@@ -138,36 +126,6 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self._allowed(request, obj, admin_only=True)
-
-    # Service errors on the form ---------------------------------------------------
-
-    def changeform_view(
-        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ValidationError as error:
-            # The service judged the input (a taken name, a lost race): its
-            # transaction rolled back; render the form again with its answer.
-            if request.method != "POST" or _SERVICE_ERRORS in request.__dict__:
-                raise
-            request.__dict__[_SERVICE_ERRORS] = error
-            return super().changeform_view(request, object_id, form_url, extra_context)
-
-    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, change=change, **kwargs)
-        error = request.__dict__.get(_SERVICE_ERRORS)
-        if error is None:
-            return form
-
-        class FormWithServiceErrors(form):  # type: ignore[misc, valid-type]
-            def clean(self) -> dict[str, Any]:
-                cleaned_data = super().clean()
-                add_errors_to_form(self, error)
-                return cleaned_data
-
-        FormWithServiceErrors.__name__ = form.__name__
-        return FormWithServiceErrors
 
 
 class MembershipInline(admin.TabularInline):

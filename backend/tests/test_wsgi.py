@@ -43,7 +43,7 @@ def test_production_mode_serves_the_admin_and_its_static_files_after_collectstat
     collected = manage("collectstatic", "--noinput", env=env)
     assert collected.returncode == 0, collected.stderr
 
-    script = f"""
+    script = """
 import re
 from backend.tests.wsgi_client import call_wsgi  # imports no pytest: TESTING stays off
 from backend.wsgi import application

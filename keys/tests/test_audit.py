@@ -11,10 +11,10 @@ from django.utils import timezone
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey
 from keys.services import (
+    global_key_issue,
     key_activate,
     key_deactivate,
     key_delete,
-    key_issue,
     key_revoke,
     key_rotate,
     key_update,
@@ -52,10 +52,8 @@ def test_the_manager_issues_with_a_created_event_and_no_actor(deployment_key_a1)
 
 
 def test_a_global_key_created_by_a_user_records_its_actor_address_and_scope(org_a, admin_a, deployment_a1, deployment_a2):
-    from keys.models import GlobalApiDeploymentKey
 
-    row, full_key = key_issue(
-        model=GlobalApiDeploymentKey,
+    row, full_key = global_key_issue(
         actor=admin_a,
         ip_address="198.51.100.4",
         organization=org_a,

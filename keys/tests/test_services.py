@@ -7,13 +7,13 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from keys import crypto
-from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus, RetiredSecret
+from keys.models import AuditEvent, DeploymentKey, KeyStatus, RetiredSecret
 from keys.services import (
     KeyRevokedError,
+    global_key_issue,
     key_activate,
     key_deactivate,
     key_delete,
-    key_issue,
     key_revoke,
     key_rotate,
     key_update,
@@ -36,8 +36,8 @@ def test_issue_stores_only_the_digest_and_last_four(deployment_a1):
 
 
 def test_issue_with_an_actor_records_who_made_the_key(org_a, admin_a, deployment_a1):
-    row, full_key = key_issue(
-        model=GlobalApiDeploymentKey, actor=admin_a, organization=org_a, name="by admin", deployments=[deployment_a1]
+    row, full_key = global_key_issue(
+        actor=admin_a, organization=org_a, name="by admin", deployments=[deployment_a1]
     )
     assert row.created_by == admin_a
     assert crypto.key_kind(full_key) == "global"

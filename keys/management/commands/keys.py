@@ -22,9 +22,10 @@ from keys.serializers import DeploymentKeySerializer, GlobalKeySerializer
 from keys.services import (
     MAX_GRACE_PERIOD_SECONDS,
     KeyRevokedError,
+    deployment_key_issue,
+    global_key_issue,
     key_activate,
     key_deactivate,
-    key_issue,
     key_revoke,
     key_rotate,
     scope_errors,
@@ -269,8 +270,7 @@ class Command(BaseCommand):
             deployments = [self._deployment(organization, slug) for slug in dict.fromkeys(deployment)]
             if errors := scope_errors(allow_all_deployments=all_deployments, deployments=deployments):
                 raise CommandError(" ".join(errors.values()) + " (use --all-deployments or --deployment SLUG)")
-            key, full_key = key_issue(
-                model=GlobalApiDeploymentKey,
+            key, full_key = global_key_issue(
                 actor=None,
                 organization=organization,
                 allow_all_deployments=all_deployments,
@@ -282,8 +282,8 @@ class Command(BaseCommand):
                 raise CommandError("--all-deployments is for global keys: add --global.")
             if len(deployment) != 1:
                 raise CommandError("A deployment key needs exactly one --deployment (or use --global).")
-            key, full_key = key_issue(
-                model=DeploymentKey, actor=None, deployment=self._deployment(organization, deployment[0]), **fields
+            key, full_key = deployment_key_issue(
+                actor=None, deployment=self._deployment(organization, deployment[0]), **fields
             )
         self._print_key(key, as_json=json, full_key=full_key)
 

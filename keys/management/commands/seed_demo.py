@@ -7,8 +7,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from deployments.models import Deployment
+from deployments.services import deployment_create
 from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey
-from keys.services import key_activate, key_delete, key_rotate, key_update
+from keys.services import deployment_key_issue, global_key_issue, key_activate, key_delete, key_rotate, key_update
 from organizations.models import Membership, Organization
 
 DEMO_ORG_SLUG = "demo"
@@ -60,42 +61,38 @@ class Command(BaseCommand):
                 user.save()
             self.stdout.write(f"Admin login: {DEMO_USERNAME} / {password}")
         Membership.objects.get_or_create(organization=org, user=user, defaults={"role": Membership.Role.ADMIN})
-        deployments = {}
+        deployments = {deployment.slug: deployment for deployment in Deployment.objects.filter(organization=org)}
         created_any = False
         for slug, name, description in DEMO_DEPLOYMENTS:
-            deployments[slug], created = Deployment.objects.get_or_create(
-                organization=org, slug=slug, defaults={"name": name, "description": description}
-            )
-            if created:
+            if slug not in deployments:
+                deployments[slug] = deployment_create(organization=org, slug=slug, name=name, description=description)
                 created_any = True
                 self.stdout.write(f"Deployment: {org.slug}/{slug}")
         http_slug, http_name, http_description = DEMO_HTTP_DEPLOYMENT
-        http_deployment, http_created = Deployment.objects.get_or_create(
-            organization=org,
-            slug=http_slug,
-            defaults={
-                "name": http_name,
-                "description": http_description,
-                "runner": Deployment.Runner.HTTP,
-                "upstream_url": settings.KEYSCOPE_DEMO_UPSTREAM_URL,
-            },
-        )
-        deployments[http_slug] = http_deployment
-        if http_created:
-            created_any = True
-            if settings.KEYSCOPE_ENCRYPTION_KEYS:
+        if http_slug not in deployments:
+            deployments[http_slug] = deployment_create(
+                organization=org,
+                slug=http_slug,
+                name=http_name,
+                description=http_description,
+                runner=Deployment.Runner.HTTP,
+                upstream_url=settings.KEYSCOPE_DEMO_UPSTREAM_URL,
                 # Shows credentials at work: the demo upstream reports that an Authorization arrived.
-                http_deployment.set_upstream_headers({"Authorization": f"Bearer demo-{secrets.token_urlsafe(16)}"})
-                http_deployment.save()
+                upstream_headers=(
+                    {"Authorization": f"Bearer demo-{secrets.token_urlsafe(16)}"} if settings.KEYSCOPE_ENCRYPTION_KEYS else None
+                ),
+                # The demo's own upstream on this machine, which `make run` allows for the server;
+                # every call is still checked.
+                check_upstream_url=False,
+            )
+            created_any = True
             self.stdout.write(f"Deployment: {org.slug}/{http_slug} (calls {settings.KEYSCOPE_DEMO_UPSTREAM_URL})")
 
         issued: list[tuple[str, str, tuple[str, ...]]] = []
         deployment_key = DeploymentKey.objects.filter(deployment=deployments["summarize"], name=DEMO_DEPLOYMENT_KEY).first()
         deployment_key = self._revoked_replaced(deployment_key, reset)
         if deployment_key is None:
-            deployment_key, full_key = DeploymentKey.objects.issue(
-                deployment=deployments["summarize"], name=DEMO_DEPLOYMENT_KEY
-            )
+            deployment_key, full_key = deployment_key_issue(deployment=deployments["summarize"], name=DEMO_DEPLOYMENT_KEY)
             issued.append(("Deployment key (summarize only)", full_key, ("summarize",)))
         elif reset and not deployment_key.is_revoked:
             deployment_key, full_key = key_rotate(key=self._usable(deployment_key), actor=None)
@@ -105,9 +102,7 @@ class Command(BaseCommand):
         global_key = GlobalApiDeploymentKey.objects.filter(organization=org, name=DEMO_GLOBAL_KEY).first()
         global_key = self._revoked_replaced(global_key, reset)
         if global_key is None:
-            global_key, full_key = GlobalApiDeploymentKey.objects.issue(
-                organization=org, name=DEMO_GLOBAL_KEY, deployments=scope
-            )
+            global_key, full_key = global_key_issue(organization=org, name=DEMO_GLOBAL_KEY, deployments=scope)
             issued.append(("Global key (summarize, classify, extract)", full_key, ("classify", "extract")))
         elif not global_key.is_revoked:
             if (created_any or reset) and not global_key.allow_all_deployments:

@@ -1,0 +1,73 @@
+"""Admin mixins that any app's ModelAdmin may use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import Model
+from django.http import HttpRequest, HttpResponse
+
+_SERVICE_ERRORS = "_keyscope_service_errors"
+
+
+def add_errors_to_form(form: forms.BaseForm, error: ValidationError) -> None:
+    """Show a service's ValidationError on the form; fields the form lacks become non-field errors."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error)
+        return
+    for field, messages in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, messages)
+
+
+class ServiceErrorsOnFormMixin(admin.ModelAdmin):
+    """A ValidationError raised by the service that save_model() calls becomes an error on the re-rendered form.
+
+    The service judges what the form cannot (a taken name, a lost race) and its
+    transaction rolls back; the view then runs once more, with a form that adds
+    the service's answer to its own errors, instead of answering a server error.
+    """
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as error:
+            if request.method != "POST" or _SERVICE_ERRORS in request.__dict__:
+                raise
+            request.__dict__[_SERVICE_ERRORS] = error
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        error = request.__dict__.get(_SERVICE_ERRORS)
+        return form if error is None else with_service_errors(form, error)
+
+
+def with_service_errors(form: type[forms.BaseForm], error: ValidationError) -> type[forms.BaseForm]:
+    """`form`, whose clean() also reports `error`."""
+
+    class FormWithServiceErrors(form):  # type: ignore[misc, valid-type]
+        def clean(self) -> dict[str, Any]:
+            cleaned_data = super().clean()
+            add_errors_to_form(self, error)
+            return cleaned_data
+
+    FormWithServiceErrors.__name__ = form.__name__
+    return FormWithServiceErrors
+
+
+class ReadOnlyAdminMixin(admin.ModelAdmin):
+    """Shown to whoever may view it, changed by no one, superusers included (records such as audit events)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
