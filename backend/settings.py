@@ -134,6 +134,8 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Auth ------------------------------------------------------------------------
+# The login throttle sits where passwords are checked (organizations/login_throttle.py).
+AUTHENTICATION_BACKENDS = ["organizations.login_throttle.ThrottledModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -185,7 +187,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Basic first: it answers an anonymous request with 401 and a
         # WWW-Authenticate challenge instead of session auth's 403.
-        "rest_framework.authentication.BasicAuthentication",
+        "organizations.authentication.BasicAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

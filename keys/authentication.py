@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from keys import ratelimit, usage
 from keys.lookup import VerifiedKey
 from keys.verification import Target, touch_last_used, verify
+import lib.exceptions
 from lib.net import client_ip
 
 FAILURE_DETAILS = {
@@ -55,13 +56,9 @@ class KeyAuth:
         return self.key.organization_slug
 
 
-class RateLimited(exceptions.Throttled):
-    default_code = "rate_limited"
-
+class RateLimited(lib.exceptions.RateLimited):
     def __init__(self, detail: str, wait: int, rate_limit: ratelimit.RateLimit | None = None) -> None:
-        super().__init__(wait=wait, detail=detail, code="rate_limited")
-        # DRF's Throttled appends "Expected available in N seconds." to the detail.
-        self.detail = exceptions.ErrorDetail(detail, code="rate_limited")
+        super().__init__(detail, wait)
         self.rate_limit = rate_limit
 
 

@@ -17,8 +17,12 @@ from django.db.models import Model, QuerySet
 from django.forms.models import ModelChoiceField
 from django.http import HttpRequest
 
+from organizations.forms import AdminLoginForm
 from organizations.models import Membership, Organization
 from organizations.permissions import organizations_of
+
+# The login page says when the login throttle refused the name or address.
+admin.site.login_form = AdminLoginForm
 
 _ORG_IDS_CACHE = "_keyscope_organization_ids"
 

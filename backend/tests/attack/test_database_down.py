@@ -32,6 +32,7 @@ from .conftest import needs, pg_binary
 pytestmark = pytest.mark.slow
 
 SETUP = """
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.db import SessionStore
 from deployments.models import Deployment
@@ -46,7 +47,7 @@ deployment = Deployment.objects.create(organization=org, slug="a-one", name="A o
 _, key = DeploymentKey.objects.issue(deployment=deployment, name="k")
 session = SessionStore()
 session["_auth_user_id"] = str(user.pk)
-session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+session["_auth_user_backend"] = settings.AUTHENTICATION_BACKENDS[0]
 session["_auth_user_hash"] = user.get_session_auth_hash()
 session.create()
 print(json.dumps({"password": password, "key": key, "session": session.session_key}))

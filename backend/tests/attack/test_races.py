@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test import Client
 
+from backend.tests.threads import in_threads
 from deployments.models import Deployment
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
 from keys.tests.api.conftest import ORG_A
@@ -35,31 +35,6 @@ def _postgresql_without_limits(settings):
     # Bursts of refused keys from one address would otherwise end in 429s, which are not the point here.
     settings.KEYSCOPE_FAILED_AUTH_PER_MINUTE = 0
     settings.KEYSCOPE_DEFAULT_RATE_LIMIT_PER_MINUTE = 0
-
-
-def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run `work(i)` in `count` threads released together; each closes its connection at the end."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = work(index)
-        except BaseException as exc:  # noqa: BLE001 - reported in the main thread
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors, errors
-    return results
 
 
 @pytest.mark.parametrize(
