@@ -1,4 +1,4 @@
-"""Per-key rate limits, the failed-authentication throttle and the login-failure counts.
+"""Per-key rate limits and the failed-authentication throttle.
 
 All count in the shared per-minute counters of lib/counters.py. A key's
 requests are reserved in its counter a lease at a time (see `check_key`), so
@@ -158,26 +158,3 @@ def record_failed_auth(address: str | None, now: float | None = None) -> tuple[b
     except CountersUnavailable:
         return (not settings.KEYSCOPE_RATELIMIT_FAIL_OPEN), 1
     return count > limit, reset
-
-
-def login_failures_exceeded(username: str, address: str | None, now: float | None = None) -> int:
-    """Seconds to wait when this username or address has failed to log in too often, else 0."""
-    now = time.time() if now is None else now
-    try:
-        by_user, reset = counters.peek(f"login-user:{username.lower()}", now)
-        by_address, _ = counters.peek(f"login-address:{address or 'unknown'}", now)
-    except CountersUnavailable:
-        return 0
-    over = (by_user >= settings.KEYSCOPE_LOGIN_FAILURES_PER_MINUTE) or (
-        by_address >= settings.KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE
-    )
-    return reset if over else 0
-
-
-def record_login_failure(username: str, address: str | None, now: float | None = None) -> None:
-    now = time.time() if now is None else now
-    try:
-        counters.hit(f"login-user:{username.lower()}", now)
-        counters.hit(f"login-address:{address or 'unknown'}", now)
-    except CountersUnavailable:
-        pass

@@ -4,13 +4,17 @@ They live in Redis (INCRBY and EXPIRE in one pipeline) or, without REDIS_URL,
 in the process's local-memory cache. When Redis does not answer in time the
 call raises CountersUnavailable, with one error log line a minute, and the
 caller decides whether to fail open (KEYSCOPE_RATELIMIT_FAIL_OPEN).
+`reserve` counts and checks several counters in one atomic step (the login
+throttle's), where `hit` counts first and leaves the check to the caller.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
@@ -85,15 +89,71 @@ def hit(name: str, now: float, *, sliding: bool = False, amount: int = 1) -> tup
     return count, reset
 
 
-def peek(name: str, now: float) -> tuple[int, int]:
-    """The count of `name` in the current window, without counting."""
+_RESERVE_SCRIPT = """
+local over = 0
+for i, name in ipairs(KEYS) do
+  if redis.call('INCR', name) > tonumber(ARGV[i + 1]) then over = 1 end
+  redis.call('EXPIRE', name, ARGV[1])
+end
+if over == 1 then
+  for _, name in ipairs(KEYS) do redis.call('DECR', name) end
+end
+return over
+"""
+_reserve_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Reservation:
+    granted: bool
+    reset: int  # seconds to the next window
+    counters: tuple[str, ...] = ()  # what `release` gives back
+
+
+def reserve(limits: dict[str, int], now: float | None = None) -> Reservation:
+    """One hit on each named counter, unless that takes any of them past its limit: all or none, atomically.
+
+    Counting and checking are one step (a script in Redis, a lock without it), so
+    however many requests race, no more than a limit's worth are granted in a
+    window. A refused hit is not counted.
+    """
+    now = time.time() if now is None else now
     number, reset = window(now)
-    counter = f"ks:rl:{name}:{number}"
+    names = tuple(f"ks:rl:{name}:{number}" for name in limits)
     if settings.REDIS_URL:
         try:
-            value = redis_client().get(counter)
+            over = redis_client().register_script(_RESERVE_SCRIPT)(
+                keys=list(names), args=[WINDOW_SECONDS * 2, *limits.values()]
+            )
         except Exception as exc:
             log_unavailable(exc)
             raise CountersUnavailable from exc
-        return int(value or 0), reset
-    return int(cache.get(counter, 0)), reset
+    else:
+        with _reserve_lock:
+            counts = [1 if cache.add(name, 1, WINDOW_SECONDS * 2) else cache.incr(name) for name in names]
+            over = any(count > limit for count, limit in zip(counts, limits.values()))
+            if over:
+                for name in names:
+                    cache.decr(name)
+    return Reservation(granted=False, reset=reset) if over else Reservation(granted=True, reset=reset, counters=names)
+
+
+def release(reservation: Reservation) -> None:
+    """Give back a granted hit that turned out not to count."""
+    if not reservation.counters:
+        return
+    if settings.REDIS_URL:
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            for name in reservation.counters:
+                pipe.decr(name)
+            pipe.execute()
+        except Exception as exc:
+            log_unavailable(exc)
+        return
+    with _reserve_lock:
+        for name in reservation.counters:
+            try:
+                cache.decr(name)
+            except ValueError:  # expired meanwhile
+                pass

@@ -4,24 +4,27 @@ The check sits in the authentication backend, so it sees exactly the username th
 reaches `authenticate()`: the one Django's login form cleaned, or the one DRF's
 Basic parser decoded, however the header spelled it. Names are counted as the user
 model normalizes them (NFKC), trimmed and case-folded, so look-alikes share a counter.
-Past a limit the backend refuses before the password is checked, and marks the
-request: DRF answers 429 (organizations/authentication.py), the login page says so
-(organizations/forms.py) and LoginThrottleMiddleware gives it status 429.
+Each attempt is counted before its password is checked, in one atomic step with
+the check against the limits, so parallel guesses cannot slip past them; a login
+that succeeds gives its count back. Past a limit the backend refuses before the
+password is checked and marks the request: DRF answers 429
+(organizations/authentication.py), the login page says so (organizations/forms.py)
+and LoginThrottleMiddleware gives it status 429.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied
-from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
-from keys import ratelimit
+from lib import counters
 from lib.net import client_ip
 
 _THROTTLED = "_keyscope_login_throttled"  # on the HttpRequest: seconds to wait
@@ -45,6 +48,25 @@ def message(wait: int) -> str:
     return f"Too many failed logins. Try again in {wait} seconds."
 
 
+def _limits(username: str, address: str | None) -> dict[str, int]:
+    """The counters a login attempt hits, with their limits (0 turns one off)."""
+    # A digest: the name is the client's to choose, as long as a header allows.
+    name = hashlib.sha256(throttle_name(username).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    limits = {
+        f"login-user:{name}": settings.KEYSCOPE_LOGIN_FAILURES_PER_MINUTE,
+        f"login-address:{address or 'unknown'}": settings.KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE,
+    }
+    return {counter: limit for counter, limit in limits.items() if limit > 0}
+
+
+def _reserve_attempt(request: HttpRequest, username: str) -> counters.Reservation:
+    """Count the attempt as a failure before its password is checked; refused past a limit."""
+    try:
+        return counters.reserve(_limits(username, client_ip(request)))
+    except counters.CountersUnavailable:
+        return counters.Reservation(granted=True, reset=0)  # Redis down: passwords are still checked
+
+
 class ThrottledModelBackend(ModelBackend):
     """Django's ModelBackend, refusing names and addresses that failed to log in too often."""
 
@@ -53,20 +75,21 @@ class ThrottledModelBackend(ModelBackend):
     ) -> Any:
         if username is None:
             username = kwargs.get(get_user_model().USERNAME_FIELD)
-        if request is not None and username is not None and password is not None:
-            wait = ratelimit.login_failures_exceeded(throttle_name(username), client_ip(_http_request(request)))
-            if wait:
-                setattr(_http_request(request), _THROTTLED, wait)
-                raise PermissionDenied  # authenticate() stops here: no password is checked
-        return super().authenticate(request, username=username, password=password, **kwargs)
-
-
-@receiver(user_login_failed)
-def count_login_failure(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any) -> None:
-    if request is None or throttled_for(request):
-        return  # a refused attempt checked no password
-    username = str(credentials.get(get_user_model().USERNAME_FIELD, ""))
-    ratelimit.record_login_failure(throttle_name(username), client_ip(_http_request(request)))
+        if request is None or username is None or password is None:
+            return super().authenticate(request, username=username, password=password, **kwargs)
+        http_request = _http_request(request)
+        attempt = _reserve_attempt(http_request, username)
+        if not attempt.granted:
+            setattr(http_request, _THROTTLED, attempt.reset)
+            raise PermissionDenied  # authenticate() stops here: no password is checked
+        try:
+            user = super().authenticate(request, username=username, password=password, **kwargs)
+        except Exception:
+            counters.release(attempt)  # no password was checked
+            raise
+        if user is not None:
+            counters.release(attempt)
+        return user
 
 
 class LoginThrottleMiddleware:
