@@ -31,8 +31,9 @@ _THROTTLED = "_keyscope_login_throttled"  # on the HttpRequest: seconds to wait
 
 
 def throttle_name(username: str) -> str:
-    """The counter a username falls in: look-alikes of one name share it."""
-    return str(get_user_model().normalize_username(username)).strip().casefold()
+    """The counter a username falls in: look-alikes of one name share it (invisible characters dropped)."""
+    normalized = str(get_user_model().normalize_username(username))
+    return "".join(c for c in normalized if c.isprintable()).strip().casefold()
 
 
 def _http_request(request: Any) -> HttpRequest:
@@ -82,6 +83,8 @@ class ThrottledModelBackend(ModelBackend):
         if not attempt.granted:
             setattr(http_request, _THROTTLED, attempt.reset)
             raise PermissionDenied  # authenticate() stops here: no password is checked
+        if "\x00" in username or "\x00" in password:
+            return None  # a failed login, counted: no user has it, and PostgreSQL refuses NUL in a query
         try:
             user = super().authenticate(request, username=username, password=password, **kwargs)
         except Exception:

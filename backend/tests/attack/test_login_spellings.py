@@ -40,6 +40,9 @@ SPELLINGS = {
     "junk-in-base64": lambda u, p: "Basic " + "*".join(credentials(u, p)),
     "latin-1-password": lambda u, p: "Basic " + credentials(u, p + "é", "latin-1"),
     "latin-1-username": lambda u, p: "Basic " + credentials("ä" + u, p, "latin-1"),
+    "nul-in-username": lambda u, p: "Basic " + credentials(u + "\x00", p),
+    "nul-in-password": lambda u, p: "Basic " + credentials(u, p + "\x00"),
+    "zero-width-space": lambda u, p: "Basic " + credentials(u + "\u200b", p),
     "leading-space": lambda u, p: "Basic " + credentials(" " + u, p),
     "trailing-space": lambda u, p: "Basic " + credentials(u + " ", p),
     "fullwidth": lambda u, p: "Basic " + credentials(u.translate(FULLWIDTH), p),
@@ -128,4 +131,11 @@ def test_guesses_under_a_look_alike_name_lock_the_user_on_the_login_form(client,
     right = admin_login(client, "admin-a", TEST_PASSWORD)
 
     assert right.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_nul_on_the_login_form_is_the_form_again(client, admin_a):
+    response = admin_login(client, "admin-a\x00", TEST_PASSWORD)
+
+    assert response.status_code == 200
     assert "_auth_user_id" not in client.session
