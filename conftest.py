@@ -19,6 +19,7 @@ def _forget_everything() -> None:
     verification_cache.local_cache.clear()
     verification._last_touched.clear()
     ratelimit.forget_leases()
+    ratelimit.forget_throttled()
 
 
 @pytest.fixture(autouse=True)

@@ -76,12 +76,24 @@ def offered_key(request: Request) -> str | None:
     return api_key or None
 
 
+THROTTLED_DETAIL = "Too many failed authentications from this address. Try again later."
+
+
 def refuse(request: Request, code: str) -> exceptions.APIException:
     """A failed authentication: counted against the client address, 429 once it is over its limit."""
     throttled, reset = ratelimit.record_failed_auth(client_ip(request))
     if throttled:
-        return RateLimited("Too many failed authentications from this address. Try again later.", wait=reset)
+        return RateLimited(THROTTLED_DETAIL, wait=reset)
     return exceptions.AuthenticationFailed(FAILURE_DETAILS[code], code=code)
+
+
+def meter_lookup(request: Request) -> None:
+    """Before a key not verified yet costs a query: refuse it once a throttled address spent its lookups."""
+    address = client_ip(request)
+    allowed, reset = ratelimit.lookup_allowed(address)
+    if not allowed:
+        ratelimit.record_failed_auth(address)  # a refusal, so the address stays throttled
+        raise RateLimited(THROTTLED_DETAIL, wait=reset)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -90,7 +102,11 @@ class ApiKeyAuthentication(BaseAuthentication):
         if candidate is None:
             return None
         # The deployment the URL names is fetched in the same query as a cold key (never before it).
-        key, target = verify(candidate, request.parser_context.get("kwargs", {}).get("deployment_slug"))
+        key, target = verify(
+            candidate,
+            request.parser_context.get("kwargs", {}).get("deployment_slug"),
+            before_lookup=lambda: meter_lookup(request),
+        )
         if key is None:
             raise refuse(request, "invalid_key")
         now = timezone.now()

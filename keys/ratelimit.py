@@ -142,6 +142,11 @@ def forget_leases() -> None:
         _leases.clear()
 
 
+# Addresses this worker saw throttled, and until when it meters their cold key lookups.
+_throttled_until: dict[str, float] = {}
+MAX_THROTTLED_KEPT = 10_000
+
+
 def record_failed_auth(address: str | None, now: float | None = None) -> tuple[bool, int]:
     """Count a failed authentication from `address`; return (throttled, seconds to reset).
 
@@ -157,4 +162,34 @@ def record_failed_auth(address: str | None, now: float | None = None) -> tuple[b
         count, reset = counters.hit(f"fail:{address or 'unknown'}", now, sliding=True)
     except CountersUnavailable:
         return (not settings.KEYSCOPE_RATELIMIT_FAIL_OPEN), 1
-    return count > limit, reset
+    throttled = count > limit
+    if throttled:
+        if len(_throttled_until) >= MAX_THROTTLED_KEPT:
+            _throttled_until.clear()
+        _throttled_until[address or "unknown"] = now + counters.WINDOW_SECONDS
+    return throttled, reset
+
+
+def lookup_allowed(address: str | None, now: float | None = None) -> tuple[bool, int]:
+    """Whether a key not verified yet may be looked up for `address`; else (False, seconds to wait).
+
+    Free for an address this worker has not seen throttled in the last minute. For a
+    throttled one, each lookup counts, and past KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE
+    in this window the key is refused without a query. A worker learns that an address
+    is throttled from its own first refusal of it, so each worker may make one lookup
+    more when the throttle starts.
+    """
+    now = time.time() if now is None else now
+    until = _throttled_until.get(address or "unknown")
+    if until is None or until <= now:
+        return True, 0
+    try:
+        count, reset = counters.hit(f"lookups:{address or 'unknown'}", now)
+    except CountersUnavailable:
+        return settings.KEYSCOPE_RATELIMIT_FAIL_OPEN, 1
+    return count <= settings.KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE, reset
+
+
+def forget_throttled() -> None:
+    """Forget which addresses this worker saw throttled (tests that empty the counters)."""
+    _throttled_until.clear()

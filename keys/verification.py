@@ -6,6 +6,7 @@ Answers are kept in this worker's verification cache (keys/verification_cache.py
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,15 +33,17 @@ class Target:
     in_scope: bool | None  # whether a global key's list holds it; None for other keys
 
 
-def verify(candidate: str, deployment_slug: str | None = None) -> tuple[VerifiedKey | None, Target | None]:
+def verify(
+    candidate: str, deployment_slug: str | None = None, before_lookup: Callable[[], None] | None = None
+) -> tuple[VerifiedKey | None, Target | None]:
     """The key a client offered (None when it is malformed or no key ever had it), and its Target.
 
     A warm key is answered from this worker's cache by its digest alone: only a
     well-formed key ever gets an entry, so its format needs no second check. A
     cold one has its format and checksum checked first, so junk never reaches the
-    database, then is looked up, with the deployment `deployment_slug` when given:
-    the Target, for a key that passes, so the request needs no second query even
-    with the cache off.
+    database, then `before_lookup` may refuse it (by raising), then it is looked
+    up, with the deployment `deployment_slug` when given: the Target, for a key
+    that passes, so the request needs no second query even with the cache off.
     """
     if len(candidate) != crypto.KEY_LENGTH or not candidate.isascii():
         return None, None
@@ -53,6 +56,8 @@ def verify(candidate: str, deployment_slug: str | None = None) -> tuple[Verified
     kind = crypto.key_kind(candidate)
     if kind is None:
         return None, None
+    if before_lookup is not None:
+        before_lookup()
     generation = local_cache.generation
     key, fetched = LOOKUPS[kind].run(key_digest, deployment_slug)
     local_cache.set(("key", key_digest), UNKNOWN if key is None else key, generation)

@@ -47,6 +47,7 @@ def _reset_state() -> None:
     verification_cache.local_cache.clear()
     verification._last_touched.clear()
     ratelimit.forget_leases()
+    ratelimit.forget_throttled()
 
 
 def _wait_for_subscription() -> None:

@@ -61,6 +61,72 @@ def test_a_valid_key_from_a_throttled_address_still_works(client, deployment_key
     assert introspection.status_code == 200
 
 
+def unknown_keys(count: int) -> list[str]:
+    """Well-formed keys with good checksums that no one was ever issued: each needs a lookup."""
+    return [crypto.generate_key("deployment" if n % 2 else "global") for n in range(count)]
+
+
+def test_a_throttled_address_gets_at_most_its_lookups_a_minute(client, deployment_a1, django_assert_max_num_queries):
+    lookups = 60  # KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE's default
+    fail_from(client, "203.0.113.5", LIMIT + 1)
+
+    with django_assert_max_num_queries(lookups):
+        answers = [execute(client, "org-a", "a-one", key, REMOTE_ADDR="203.0.113.5") for key in unknown_keys(2 * lookups)]
+
+    for answer in answers:
+        assert_error(answer, 429, "rate_limited")
+
+
+@override_settings(KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE=3)
+def test_past_its_lookups_a_throttled_address_makes_no_query(client, deployment_a1, django_assert_num_queries):
+    fail_from(client, "203.0.113.5", LIMIT + 1)
+    for key in unknown_keys(3):
+        execute(client, "org-a", "a-one", key, REMOTE_ADDR="203.0.113.5")
+
+    with django_assert_num_queries(0):
+        answers = [execute(client, "org-a", "a-one", key, REMOTE_ADDR="203.0.113.5") for key in unknown_keys(20)]
+
+    for answer in answers:
+        assert_error(answer, 429, "rate_limited")
+        assert answer["Retry-After"] == "59"
+
+
+@override_settings(KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE=3)
+def test_a_key_verified_before_keeps_working_once_the_lookups_are_spent(client, deployment_key_a1, django_assert_num_queries):
+    _, full_key = deployment_key_a1
+    assert execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="203.0.113.5").status_code == 200  # now cached
+    fail_from(client, "203.0.113.5", LIMIT + 1)
+    for key in unknown_keys(5):
+        execute(client, "org-a", "a-one", key, REMOTE_ADDR="203.0.113.5")
+
+    response = execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="203.0.113.5")
+
+    assert response.status_code == 200, response.content
+
+
+@override_settings(KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE=3)
+def test_a_key_not_verified_yet_works_while_the_lookups_last_then_waits(client, deployment_a1, clock):
+    fail_from(client, "203.0.113.5", LIMIT + 1)
+    keys = [issue_deployment_key(deployment_a1, name=f"k{n}")[1] for n in range(4)]
+
+    answers = [execute(client, "org-a", "a-one", key, REMOTE_ADDR="203.0.113.5") for key in keys]
+
+    assert [answer.status_code for answer in answers[:3]] == [200, 200, 200]
+    assert_error(answers[3], 429, "rate_limited")
+    # The budget is per minute, and the address is no longer throttled once its failures are old.
+    clock.advance(120)
+    assert execute(client, "org-a", "a-one", keys[3], REMOTE_ADDR="203.0.113.5").status_code == 200
+
+
+@override_settings(KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE=3)
+def test_the_lookups_of_a_throttled_address_leave_other_addresses_alone(client, deployment_a1, django_assert_num_queries):
+    fail_from(client, "203.0.113.5", LIMIT + 1)
+    for key in unknown_keys(5):
+        execute(client, "org-a", "a-one", key, REMOTE_ADDR="203.0.113.5")
+
+    assert_error(execute(client, "org-a", "a-one", unknown_keys(1)[0], REMOTE_ADDR="203.0.113.6"), 401, "invalid_key")
+
+
 def test_another_address_is_unaffected(client, deployment_a1):
     fail_from(client, "203.0.113.5", LIMIT + 1)
 
