@@ -124,3 +124,14 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_throttled(client, admin
 
     assert throttled.status_code == 429
     assert other_client.status_code == 302
+
+
+@override_settings(KEYSCOPE_LOGIN_FAILURES_PER_MINUTE=1)
+def test_the_login_page_says_why_it_refuses(client, admin_a):
+    admin_login(client, "admin-a", "wrong")
+
+    refused = admin_login(client, "admin-a", TEST_PASSWORD)
+
+    assert refused.status_code == 429
+    assert "Too many failed logins. Try again in 59 seconds." in refused.content.decode()
+    assert 'name="username"' in refused.content.decode()  # the login form again, not a bare error
