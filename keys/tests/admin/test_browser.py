@@ -161,6 +161,8 @@ def test_an_org_admin_runs_a_global_keys_lifecycle_in_the_browser(live_server, p
     page.locator("#result_list tbody tr", has_text="browser key").locator("input.action-select").check()
     page.select_option("select[name=action]", "revoke_keys")
     page.click("button[name=index]")
+    # The confirmation answers a POST to the same URL: wait for it, not for a URL change.
+    page.wait_for_selector("#confirm-revoke")
     assert "Revocation is final" in page.content()
     page.click("#confirm-revoke")
     page.wait_for_url(f"{base}/admin/keys/globalapideploymentkey/")
