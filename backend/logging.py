@@ -1,8 +1,8 @@
 """The request id travels in a context variable so every log line can name it."""
 
 import logging
-import re
 
+from keys import crypto
 from lib.request_id import request_id_var
 
 
@@ -17,20 +17,30 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-# A keyscope key anywhere in a log line (a client that put one in a URL, say).
-KEY_PATTERN = re.compile(r"ks[dg]_[0-9A-Za-z]{38}")
+# keyscope's own log lines name keys by their ids, which are UUIDs too; they never hold a key.
+OWN_LOGGERS = "keyscope."
 
 
-def redact(text: str) -> str:
-    return KEY_PATTERN.sub(lambda match: match.group(0)[:4] + "[redacted]", text)
+def redact(text: str, *, uuids: bool = True) -> str:
+    """`text` without any key: a keyscope key (a client that put one in a URL, say) and, unless
+    `uuids` is false, anything shaped like an imported UUID key (CONTRACT §9)."""
+    text = crypto.KEYSCOPE_KEY_IN_TEXT.sub(lambda match: match.group(0)[:4] + "[redacted]", text)
+    if uuids:
+        text = crypto.UUID_KEY_IN_TEXT.sub("[redacted uuid]", text)
+    return text
 
 
 class RedactKeysFilter(logging.Filter):
-    """The application never logs a key it received (CONTRACT §3), whatever logged it."""
+    """The application never logs a key it received (CONTRACT §3), whatever logged it.
+
+    A UUID cannot be told from a key id by its shape, so it is redacted from every
+    line that keyscope does not write itself (Django's request and SQL logs, say);
+    keyscope's own lines keep the key ids they name.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = redact(message)
+        redacted = redact(message, uuids=not record.name.startswith(OWN_LOGGERS))
         if redacted != message:
             record.msg = redacted
             record.args = None

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -27,12 +27,14 @@ from django.utils.html import format_html, format_html_join
 from deployments.admin import DeploymentAdmin
 from deployments.models import Deployment
 from keys import crypto, usage
-from keys.forms import DeploymentKeyForm, GlobalKeyForm, RotateForm
-from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
+from keys.forms import DeploymentKeyForm, GlobalKeyForm, RotateForm, RotateImportedForm
+from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyStatus
 from keys.services import (
     KeyRevokedError,
     deployment_key_issue,
     global_key_issue,
+    imported_keys,
+    imported_keys_rotate,
     key_activate,
     key_deactivate,
     key_delete,
@@ -43,6 +45,7 @@ from keys.services import (
 from lib.admin import ReadOnlyAdminMixin, ServiceErrorsOnFormMixin
 from lib.net import client_ip
 from organizations.admin import OrganizationScopedAdmin
+from organizations.models import Organization
 
 # Where save_model leaves a new key for response_add: this request's memory only.
 _ISSUED = "_keyscope_issued_keys"
@@ -131,6 +134,8 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
     add_fieldsets: list[tuple[str | None, dict[str, Any]]] = []
     change_fieldsets: list[tuple[str | None, dict[str, Any]]] = []
 
+    change_list_template = "admin/keys/key_change_list.html"
+
     class Media:
         css = {"all": ["keys/admin.css"]}
 
@@ -138,7 +143,10 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
 
     @admin.display(description="key")
     def key_masked(self, key: ApiKey) -> str:
-        return format_html('<span class="key-masked">{}</span>', key.key_masked)
+        masked = format_html('<span class="key-masked">{}</span>', key.key_masked)
+        if key.format != KeyFormat.UUID:
+            return masked
+        return format_html('{} <span class="key-badge key-badge-imported">{}</span>', masked, KeyFormat.UUID.label)
 
     @admin.display(description="status")
     def status(self, key: ApiKey) -> str:
@@ -229,7 +237,8 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
     # The one-time page --------------------------------------------------------------
 
     def issued(self, key: ApiKey, full_key: str) -> IssuedKey:
-        change_url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[key.pk])
+        # The key's own admin: rotating imported keys answers for both kinds at once.
+        change_url = reverse(f"admin:{key._meta.app_label}_{key._meta.model_name}_change", args=[key.pk])
         return IssuedKey(key=key, full_key=full_key, change_url=change_url)
 
     def one_time_response(
@@ -290,6 +299,11 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
     def get_urls(self) -> list[URLPattern]:
         info = f"{self.opts.app_label}_{self.opts.model_name}"
         own = [
+            path(
+                "rotate-imported/",
+                self.admin_site.admin_view(self.rotate_imported_view),
+                name=f"{info}_rotate_imported",
+            ),
             path("<path:object_id>/rotate/", self.admin_site.admin_view(self.rotate_view), name=f"{info}_rotate"),
             path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view), name=f"{info}_revoke"),
         ]
@@ -300,6 +314,48 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
 
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return self._one_key_action(request, object_id, self.revoke_keys)
+
+    def rotate_imported_view(self, request: HttpRequest) -> HttpResponse:
+        """Rotate every imported key (both kinds) of one organization the user administers (CONTRACT §9)."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        administered = self.choices_for(Organization, request)
+        pending: dict[Organization, list[ApiKey]] = {}
+        for key in imported_keys(organizations=Organization.objects.all() if administered is None else administered):
+            pending.setdefault(key.organization, []).append(key)
+        form = RotateImportedForm(
+            request.POST if request.method == "POST" else None,
+            organizations=Organization.objects.filter(pk__in=[organization.pk for organization in pending]),
+            initial={"organization": request.GET.get("organization")},
+        )
+        if form.is_valid():
+            grace = form.cleaned_data["grace_period_seconds"]
+            rotated = imported_keys_rotate(
+                organization=form.cleaned_data["organization"],
+                actor=request.user,
+                grace_period_seconds=grace,
+                ip_address=client_ip(request),
+            )
+            issued = [self.issued(key, full_key) for key, full_key in rotated]
+            title = "Rotated imported key" if len(issued) == 1 else "Rotated imported keys"
+            return self.one_time_response(request, issued, title=title, grace_period_seconds=grace)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Rotate imported keys",
+            "form": form,
+            "pending": sorted(pending.items(), key=lambda item: item[0].slug),
+            "changelist_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "keys/rotate_imported.html", context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        extra_context = dict(extra_context or {})
+        if self.has_change_permission(request):
+            info = f"admin:{self.opts.app_label}_{self.opts.model_name}"
+            extra_context["rotate_imported_url"] = reverse(f"{info}_rotate_imported")
+        return super().changelist_view(request, extra_context)
 
     def _one_key_action(
         self, request: HttpRequest, object_id: str, action: Callable[[HttpRequest, QuerySet], HttpResponse | None]
@@ -407,6 +463,7 @@ class DeploymentKeyAdmin(KeyAdmin):
         StatusFilter,
         ("deployment__organization", admin.RelatedOnlyFieldListFilter),
         ("deployment", admin.RelatedOnlyFieldListFilter),
+        "format",
     ]
     list_select_related = ["deployment__organization"]
     add_fieldsets = [
@@ -451,7 +508,7 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
     form = GlobalKeyForm
     fixed_once_created = ["organization"]
     list_display = ["name", "organization", "key_masked", "scope", "status", "expires_at", "last_used_at"]
-    list_filter = [StatusFilter, ("organization", admin.RelatedOnlyFieldListFilter), GlobalScopeFilter]
+    list_filter = [StatusFilter, ("organization", admin.RelatedOnlyFieldListFilter), GlobalScopeFilter, "format"]
     list_select_related = ["organization"]
     add_fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),

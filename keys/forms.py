@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from deployments.models import Deployment
 from keys.models import FOREIGN_DEPLOYMENT, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import MAX_GRACE_PERIOD_SECONDS, scope_errors
+from organizations.models import Organization
 
 SCOPE_SELECTED = "selected"
 SCOPE_ALL = "all"
@@ -109,3 +110,17 @@ class RotateForm(forms.Form):
             f"at most {MAX_GRACE_PERIOD_SECONDS} (7 days)."
         ),
     )
+
+
+class RotateImportedForm(RotateForm):
+    """Rotate every imported key of one organization: which one, and the grace of their UUIDs."""
+
+    organization = forms.ModelChoiceField(
+        queryset=Organization.objects.none(),
+        help_text="Every key of this organization that still has its imported UUID gets a keyscope secret.",
+    )
+    field_order = ("organization", "grace_period_seconds")
+
+    def __init__(self, *args: Any, organizations: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["organization"].queryset = organizations

@@ -21,10 +21,8 @@ from django.db import connection, models
 
 from deployments.models import Deployment
 from keys import crypto
-from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey, GlobalKeyDeployment, RetiredSecret
+from keys.models import MODEL_BY_KIND, GlobalKeyDeployment, RetiredSecret
 from organizations.models import Organization
-
-MODEL_BY_KIND: dict[str, type[ApiKey]] = {"deployment": DeploymentKey, "global": GlobalApiDeploymentKey}
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,13 @@ class KeyStatus(models.TextChoices):
 ISSUERS: dict[str, Callable[..., tuple[Any, str]]] = {}
 
 
+class KeyFormat(models.TextChoices):
+    """What shape the key's current secret has: keyscope's own, or an imported UUID (CONTRACT §9)."""
+
+    KEYSCOPE = crypto.KEYSCOPE_FORMAT, "keyscope"
+    UUID = crypto.UUID_FORMAT, "UUID (imported)"
+
+
 class KeyManager(models.Manager):
     def issue(self, **fields: Any) -> tuple[ApiKey, str]:
         """Save a new key through the key service (audited, actor null); return (row, full key)."""
@@ -67,6 +74,13 @@ class ApiKey(models.Model):
     description = models.TextField(blank=True, default="")
     digest = models.CharField(max_length=64, unique=True, editable=False, default=unset_digest)
     last4 = models.CharField(max_length=4, editable=False)
+    format = models.CharField(
+        max_length=16,
+        choices=KeyFormat.choices,
+        default=KeyFormat.KEYSCOPE,
+        editable=False,
+        help_text="keyscope's own key, or a UUID imported from Unstract (until the key is rotated).",
+    )
     is_active = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -96,7 +110,7 @@ class ApiKey(models.Model):
 
     @property
     def key_masked(self) -> str:
-        return crypto.mask(self.KIND, self.last4) if self.last4 else ""
+        return crypto.mask(self.KIND, self.last4, self.format) if self.last4 else ""
 
     def status_at(self, now: Any) -> str:
         if self.revoked_at is not None:
@@ -237,6 +251,9 @@ class GlobalApiDeploymentKey(ApiKey):
         if errors := self.scope_errors():
             raise ValidationError(errors)
         super().save(*args, **kwargs)
+
+
+MODEL_BY_KIND: dict[str, type[ApiKey]] = {DeploymentKey.KIND: DeploymentKey, GlobalApiDeploymentKey.KIND: GlobalApiDeploymentKey}
 
 
 class GlobalKeyDeployment(models.Model):

@@ -13,6 +13,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
+from keys.models import KeyFormat
+from keys.serializers import KEY_FORMAT_HELP
 from lib.serializers import ErrorSerializer
 
 KEY_ERRORS = {
@@ -47,7 +49,8 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "`Authorization: Bearer ksd_…` (a deployment key) or `ksg_…` (a global key).",
+                "description": "`Authorization: Bearer ksd_…` (a deployment key) or `ksg_…` (a global key), "
+                "or the UUID of a key imported from Unstract.",
             },
             {
                 "type": "apiKey",
@@ -76,6 +79,7 @@ class KeyIntrospectionSerializer(serializers.Serializer):
     key_masked = serializers.CharField()
     allow_all_deployments = serializers.BooleanField()
     deployments = serializers.ListField(child=serializers.CharField(), help_text="Slugs, sorted.")
+    format = serializers.ChoiceField(choices=KeyFormat.choices, help_text=KEY_FORMAT_HELP)
     expires_at = serializers.DateTimeField(allow_null=True)
 
 

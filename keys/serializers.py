@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from deployments.models import Deployment, Execution
-from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
+from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyStatus
 from keys.services import MAX_GRACE_PERIOD_SECONDS, NAME_MAX_LENGTH, scope_errors
 from lib.serializers import (
     MAX_POSITIVE_INTEGER,
@@ -23,6 +23,7 @@ from lib.serializers import (
     StrictIntegerField,
 )
 
+KEY_FORMAT_HELP = "`keyscope` (a `ksd_`/`ksg_` key), or `uuid` for a key imported from Unstract until it is rotated."
 UNKNOWN_DEPLOYMENT = "No deployment with the slug “{slug}” exists in this organization."
 
 KEY_FIELDS = [
@@ -39,6 +40,7 @@ KEY_FIELDS = [
     "modified_at",
     "created_by",
     "rate_limit_per_minute",
+    "format",
 ]
 
 
@@ -48,8 +50,11 @@ KEY_FIELDS = [
 class KeySerializer(serializers.ModelSerializer):
     """What both kinds of key show. Never the key itself: only its masked form."""
 
-    key_masked = serializers.CharField(read_only=True, help_text="The key's prefix, “…” and its last 4 characters.")
+    key_masked = serializers.CharField(
+        read_only=True, help_text="The key's prefix (`uuid` for an imported key), “…” and its last 4 characters."
+    )
     status = serializers.ChoiceField(choices=KeyStatus.choices, read_only=True)
+    format = serializers.ChoiceField(choices=KeyFormat.choices, read_only=True, help_text=KEY_FORMAT_HELP)
     created_by = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True,
         help_text="The username of who created the key; null for the system."

@@ -19,7 +19,15 @@ from django.utils import timezone
 from deployments.models import Deployment
 from keys import crypto
 from keys.audit import audit_record, audit_value
-from keys.models import ISSUERS, ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, RetiredSecret
+from keys.models import (
+    ISSUERS,
+    ApiKey,
+    AuditEvent,
+    DeploymentKey,
+    GlobalApiDeploymentKey,
+    KeyFormat,
+    RetiredSecret,
+)
 from lib.exceptions import Conflict
 from lib.validation import clean_name
 from organizations.models import Organization
@@ -97,10 +105,19 @@ def _scope_slugs(key: ApiKey) -> list[str]:
 
 
 def _issue(key: K, *, actor: Actor, ip_address: str | None, deployments: list[Deployment] | None = None) -> tuple[K, str]:
-    """Give a new row its secret, save it (with a global key's deployments) and audit it as `created`."""
-    full_key = crypto.generate_key(key.KIND)
-    key.digest = crypto.digest(full_key)
-    key.last4 = crypto.last4(full_key)
+    """Give a new row a fresh keyscope secret and store it as _create does; return it with its full key."""
+    full_key, secret = crypto.new_secret(key.KIND)
+    return _create(key, secret=secret, actor=actor, ip_address=ip_address, deployments=deployments), full_key
+
+
+def _create(
+    key: K, *, secret: crypto.Secret, actor: Actor, ip_address: str | None, deployments: list[Deployment] | None = None
+) -> K:
+    """Save a new row with what is stored of its secret (and a global key's deployments), audited as `created`.
+
+    New and imported keys alike; nothing here sets an expiry, so an imported key keeps the none it had.
+    """
+    key.digest, key.last4, key.format = secret.digest, secret.last4, secret.format
     key.created_by = key.modified_by = _user(actor)
     key.name = clean_name(key.name, max_length=NAME_MAX_LENGTH)
     validate_expiry(key.expires_at)
@@ -116,8 +133,9 @@ def _issue(key: K, *, actor: Actor, ip_address: str | None, deployments: list[De
             _set_scope(key, deployments)
         changes["allow_all_deployments"] = (None, key.allow_all_deployments)
     changes["deployments"] = (None, _scope_slugs(key))
+    changes["format"] = (None, key.format)
     audit_record(key=key, action=AuditEvent.Action.CREATED, actor=actor, ip_address=ip_address, changes=changes)
-    return key, full_key
+    return key
 
 
 @transaction.atomic
@@ -169,6 +187,44 @@ def global_key_issue(
         rate_limit_per_minute=rate_limit_per_minute,
     )
     return _issue(key, actor=actor, ip_address=ip_address, deployments=list(deployments))
+
+
+@transaction.atomic
+def deployment_key_import(
+    *,
+    deployment: Deployment,
+    secret: crypto.Secret,
+    name: str,
+    description: str = "",
+    is_active: bool = True,
+    actor: Actor = None,
+) -> DeploymentKey:
+    """Store a deployment key imported from Unstract (CONTRACT §9): its UUID's digest, under a new key's rules."""
+    key = DeploymentKey(deployment=deployment, name=name, description=description, is_active=is_active)
+    return _create(key, secret=secret, actor=actor, ip_address=None)
+
+
+@transaction.atomic
+def global_key_import(
+    *,
+    organization: Organization,
+    secret: crypto.Secret,
+    name: str,
+    allow_all_deployments: bool = False,
+    deployments: Iterable[Deployment] = (),
+    description: str = "",
+    is_active: bool = True,
+    actor: Actor = None,
+) -> GlobalApiDeploymentKey:
+    """Store a global key imported from Unstract (CONTRACT §9), with its scope, under a new key's rules."""
+    key = GlobalApiDeploymentKey(
+        organization=organization,
+        name=name,
+        allow_all_deployments=allow_all_deployments,
+        description=description,
+        is_active=is_active,
+    )
+    return _create(key, secret=secret, actor=actor, ip_address=None, deployments=list(deployments))
 
 
 def _locked(key: K) -> K:
@@ -265,19 +321,19 @@ def key_rotate(*, key: K, actor: Actor, grace_period_seconds: int = 0, ip_addres
         key_id=locked.pk,
         valid_until=now + timedelta(seconds=grace_period_seconds),
     )
-    old_masked = locked.key_masked
-    full_key = crypto.generate_key(locked.KIND)
-    locked.digest = crypto.digest(full_key)
-    locked.last4 = crypto.last4(full_key)
+    old_masked, old_format = locked.key_masked, locked.format
+    # An imported UUID is replaced by a keyscope secret of the key's kind (CONTRACT §9).
+    full_key, secret = crypto.new_secret(locked.KIND)
+    locked.digest, locked.last4, locked.format = secret.digest, secret.last4, secret.format
     locked.modified_by = _user(actor)
-    locked.save(update_fields=["digest", "last4", "modified_by", "modified_at"])
-    audit_record(
-        key=locked,
-        action=AuditEvent.Action.ROTATED,
-        actor=actor,
-        ip_address=ip_address,
-        changes={"key_masked": (old_masked, locked.key_masked), "grace_period_seconds": (None, grace_period_seconds)},
-    )
+    locked.save(update_fields=["digest", "last4", "format", "modified_by", "modified_at"])
+    changes: dict[str, tuple[Any, Any]] = {
+        "key_masked": (old_masked, locked.key_masked),
+        "grace_period_seconds": (None, grace_period_seconds),
+    }
+    if old_format != locked.format:
+        changes["format"] = (old_format, locked.format)
+    audit_record(key=locked, action=AuditEvent.Action.ROTATED, actor=actor, ip_address=ip_address, changes=changes)
     return locked, full_key
 
 
@@ -317,6 +373,29 @@ def deployment_keys_remove(*, deployment: Deployment, actor: Actor, ip_address: 
     for global_key in GlobalApiDeploymentKey.objects.filter(deployments=deployment).distinct():
         remaining = list(global_key.deployments.exclude(pk=deployment.pk))
         key_update(key=global_key, actor=actor, ip_address=ip_address, deployments=remaining)
+
+
+def imported_keys(*, organizations: Iterable[Organization]) -> list[ApiKey]:
+    """These organizations' keys whose secret is still an imported UUID (revoked ones aside), both kinds."""
+    live = {"format": KeyFormat.UUID, "revoked_at__isnull": True}
+    deployment_keys = DeploymentKey.objects.filter(deployment__organization__in=organizations, **live)
+    global_keys = GlobalApiDeploymentKey.objects.filter(organization__in=organizations, **live)
+    return [*deployment_keys.select_related("deployment__organization"), *global_keys.select_related("organization")]
+
+
+@transaction.atomic
+def imported_keys_rotate(
+    *, organization: Organization, actor: Actor, grace_period_seconds: int = 0, ip_address: str | None = None
+) -> list[tuple[ApiKey, str]]:
+    """Rotate every imported key of an organization, each as key_rotate does: all of them, or none.
+
+    This is how an organization retires its UUIDs (CONTRACT §9): each key gets a
+    keyscope secret of its kind, and its UUID works for the grace period.
+    """
+    return [
+        key_rotate(key=key, actor=actor, grace_period_seconds=grace_period_seconds, ip_address=ip_address)
+        for key in imported_keys(organizations=[organization])
+    ]
 
 
 # The managers' issue() calls these: keys/models.py cannot import this module back.

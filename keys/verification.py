@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from deployments.models import Deployment
 from keys import crypto
-from keys.lookup import LOOKUPS, MODEL_BY_KIND, DeploymentRef, VerifiedKey
-from keys.models import GlobalKeyDeployment
+from keys.lookup import LOOKUPS, DeploymentRef, VerifiedKey
+from keys.models import MODEL_BY_KIND, GlobalKeyDeployment
 from keys.verification_cache import MISSING, local_cache
 
 LAST_USED_RESOLUTION_SECONDS = 60

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from deployments.models import Deployment
+from keys import crypto
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
+from keys.services import deployment_key_import, global_key_import
 from organizations.models import Organization
 
 
@@ -17,3 +20,21 @@ def issue_global_key(
     organization: Organization, name: str = "global key", **fields: Any
 ) -> tuple[GlobalApiDeploymentKey, str]:
     return GlobalApiDeploymentKey.objects.issue(organization=organization, name=name, **fields)
+
+
+def import_deployment_key(deployment: Deployment, name: str = "imported key", **fields: Any) -> tuple[DeploymentKey, str]:
+    """A deployment key as `import_keys` stores one: its UUID, made at run time, hashed."""
+    uuid_key = str(uuid.uuid4())
+    secret = crypto.imported_secret(uuid_key)
+    assert secret is not None
+    return deployment_key_import(deployment=deployment, secret=secret, name=name, **fields), uuid_key
+
+
+def import_global_key(
+    organization: Organization, name: str = "imported global key", **fields: Any
+) -> tuple[GlobalApiDeploymentKey, str]:
+    uuid_key = str(uuid.uuid4())
+    secret = crypto.imported_secret(uuid_key)
+    assert secret is not None
+    key = global_key_import(organization=organization, secret=secret, name=name, **fields)
+    return key, uuid_key

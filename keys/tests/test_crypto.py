@@ -3,6 +3,7 @@
 import ast
 import hashlib
 import string
+import uuid
 import zlib
 from pathlib import Path
 from unittest import mock
@@ -115,3 +116,63 @@ def test_crypto_imports_nothing_from_django():
         alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     ] + [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     assert not [name for name in imported if name.split(".")[0] in {"django", "keys", "rest_framework"}]
+
+
+# Imported keys (CONTRACT §9): a UUID in its canonical 8-4-4-4-12 form, any case.
+
+
+def test_a_uuid_in_any_case_is_one_candidate_hashed_in_lowercase():
+    key = str(uuid.uuid4())
+    lower = crypto.well_formed(key, accept_uuid_keys=True)
+    upper = crypto.well_formed(key.upper(), accept_uuid_keys=True)
+    assert lower == upper
+    assert (lower.format, lower.kind) == ("uuid", None)
+    assert lower.digest == hashlib.sha256(key.lower().encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        pytest.param(lambda u: u.hex, id="bare hex"),
+        pytest.param(lambda u: f"{{{u}}}", id="braces"),
+        pytest.param(lambda u: u.urn, id="urn"),
+        pytest.param(lambda u: str(u)[:-1], id="short"),
+        pytest.param(lambda u: str(u) + "0", id="long"),
+        pytest.param(lambda u: str(u).replace("-", "", 1) + "0", id="hyphen moved"),
+        pytest.param(lambda u: str(u)[:-1] + "g", id="not hex"),
+        pytest.param(lambda u: " " + str(u)[1:], id="space"),
+        pytest.param(lambda u: str(u)[:-1] + "\u0660", id="arabic-indic digit"),
+    ],
+)
+def test_other_uuid_spellings_are_not_candidates(shape):
+    assert crypto.well_formed(shape(uuid.uuid4()), accept_uuid_keys=True) is None
+
+
+def test_uuids_are_no_candidates_when_they_are_not_accepted():
+    assert crypto.well_formed(str(uuid.uuid4()), accept_uuid_keys=False) is None
+
+
+@pytest.mark.parametrize("kind", ["deployment", "global"])
+def test_a_keyscope_key_is_a_candidate_of_its_kind_either_way(kind):
+    key = crypto.generate_key(kind)
+    for accept in (True, False):
+        assert crypto.well_formed(key, accept_uuid_keys=accept) == crypto.Candidate("keyscope", kind, crypto.digest(key))
+
+
+def test_an_imported_secret_stores_the_canonical_digest_and_last_four():
+    key = str(uuid.uuid4())
+    secret = crypto.imported_secret(key.upper())
+    assert secret == crypto.Secret(crypto.digest(key), key[-4:], "uuid")
+    assert crypto.imported_secret(uuid.uuid4().hex) is None
+
+
+@pytest.mark.parametrize("kind", ["deployment", "global"])
+def test_an_imported_key_masks_as_uuid_whatever_its_kind(kind):
+    assert crypto.mask(kind, "9f3e", "uuid") == "uuid\u20269f3e"
+
+
+def test_the_text_patterns_find_each_shape_of_key_inside_a_line():
+    imported, own = str(uuid.uuid4()), crypto.generate_key("global")
+    line = f"GET /x?k={imported.upper()}&t={own} id={uuid.uuid4().hex}"
+    assert crypto.UUID_KEY_IN_TEXT.findall(line) == [imported.upper()]
+    assert crypto.KEYSCOPE_KEY_IN_TEXT.findall(line) == [own]

@@ -3,6 +3,7 @@ an empty deployment picker staying empty, audit times in UTC, warm introspection
 
 import io
 import logging
+import uuid
 from datetime import timedelta
 from datetime import timezone as dt_timezone
 
@@ -10,6 +11,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from backend.logging import redact
 from deployments.tests.factories import DeploymentFactory
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
@@ -41,6 +43,35 @@ def test_a_key_put_in_a_url_is_never_logged(client, global_all_key_a, stdout_log
     output = stdout_log.getvalue()
     assert full_key not in output
     assert full_key[4:36] not in output
+
+
+# An imported key is a UUID (CONTRACT §9): no log line holds one either.
+
+
+@pytest.mark.parametrize("spelling", [str.lower, str.upper])
+def test_a_uuid_put_in_a_url_is_never_logged(client, db, stdout_log, spelling):
+    key = spelling(str(uuid.uuid4()))
+    assert client.get(f"/api/v1/key/{key}/").status_code == 404
+    client.post(f"/api/v1/deployments/org-a/{key}/execute/", content_type="application/json")
+    output = stdout_log.getvalue()
+    assert "Not Found" in output  # Django did log the paths
+    assert key not in output and key.lower() not in output.lower()
+    assert "[redacted uuid]" in output
+
+
+def test_keyscopes_own_lines_keep_the_key_ids_they_name(stdout_log):
+    key_id = str(uuid.uuid4())
+    logging.getLogger("keyscope.test").warning("key %s refused", key_id)
+    logging.getLogger("django.request").warning("Not Found: /x/%s/", key_id)
+    lines = stdout_log.getvalue().splitlines()
+    assert key_id in lines[0]
+    assert key_id not in lines[1] and "[redacted uuid]" in lines[1]
+
+
+def test_redaction_leaves_other_hex_and_ids_alone():
+    bare = uuid.uuid4().hex
+    assert redact(f"execution {bare} took 3 ms") == f"execution {bare} took 3 ms"
+    assert redact(f"key={uuid.uuid4()}&x=1") == "key=[redacted uuid]&x=1"
 
 
 def test_basic_credentials_beside_a_valid_api_key_are_not_a_throttled_login(client, global_all_key_a, deployment_a1):

@@ -87,6 +87,7 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "GET keys_deploymentkey_history":               (302, 200, 200, 302, 200) + (302,) * 8,
     "GET keys_deploymentkey_rotate":                (302, 404, 200, 404, 200) + (302,) * 8,
     "GET keys_deploymentkey_revoke":                (302, 404, 200, 404, 200) + (302,) * 8,
+    "GET keys_deploymentkey_rotate_imported":       (302, 403, 200, 200, 200) + (302,) * 8,
     "GET keys_globalapideploymentkey_changelist":   (302, 200, 200, 200, 200) + (302,) * 8,
     "GET keys_globalapideploymentkey_add":          (302, 403, 200, 200, 200) + (302,) * 8,
     "GET keys_globalapideploymentkey_change":       (302, 200, 200, 302, 200) + (302,) * 8,
@@ -94,6 +95,7 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "GET keys_globalapideploymentkey_history":      (302, 200, 200, 302, 200) + (302,) * 8,
     "GET keys_globalapideploymentkey_rotate":       (302, 404, 200, 404, 200) + (302,) * 8,
     "GET keys_globalapideploymentkey_revoke":       (302, 404, 200, 404, 200) + (302,) * 8,
+    "GET keys_globalapideploymentkey_rotate_imported": (302, 403, 200, 200, 200) + (302,) * 8,
     "GET deployments_deployment_changelist":        (302, 200, 200, 200, 200) + (302,) * 8,
     "GET deployments_deployment_add":               (302, 403, 200, 200, 200) + (302,) * 8,
     "GET deployments_deployment_change":            (302, 200, 200, 302, 200) + (302,) * 8,
@@ -232,6 +234,8 @@ def world(client, deployment_a1, deployment_a3, deployment_b1, deployment_key_a1
     for prefix, pk in objects.items():
         urls[f"GET {prefix}_changelist"] = reverse(f"admin:{prefix}_changelist")
         urls[f"GET {prefix}_add"] = reverse(f"admin:{prefix}_add")
+        if f"GET {prefix}_rotate_imported" in MATRIX:
+            urls[f"GET {prefix}_rotate_imported"] = reverse(f"admin:{prefix}_rotate_imported")
         for view in ("change", "delete", "history", "rotate", "revoke"):
             if f"GET {prefix}_{view}" in MATRIX:
                 urls[f"GET {prefix}_{view}"] = reverse(f"admin:{prefix}_{view}", args=[pk])

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from argparse import RawDescriptionHelpFormatter
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from deployments.models import Deployment
+from keys.management.help import ExplainedCommand
 from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey
 from keys.serializers import DeploymentKeySerializer, GlobalKeySerializer
 from keys.services import (
@@ -52,14 +52,9 @@ def _json_default(value: Any) -> str:
     return str(value)
 
 
-class Command(BaseCommand):
+class Command(ExplainedCommand):
     help = "List, issue, rotate, revoke, deactivate or activate API keys (through the same services as the API)."
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = RawDescriptionHelpFormatter
-        parser.epilog = EXAMPLES
-        return parser
+    examples = EXAMPLES
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")

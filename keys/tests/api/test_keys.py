@@ -22,7 +22,7 @@ EXECUTE = "/api/v1/deployments/org-a/a-one/execute/"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 KEY_FIELDS = {
     "id", "name", "description", "key_masked", "status", "is_active", "expires_at", "revoked_at",
-    "last_used_at", "created_at", "modified_at", "created_by", "rate_limit_per_minute",
+    "last_used_at", "created_at", "modified_at", "created_by", "rate_limit_per_minute", "format",
 }
 
 
