@@ -122,6 +122,22 @@ class Candidate:
     digest: str
 
 
+def presented_digest(candidate: str, *, accept_uuid_keys: bool) -> str | None:
+    """The digest a presented key would be stored under, judged by its length alone (its shape is not checked).
+
+    Cheap enough for every request: a verification cache holds only well-formed
+    keys, so a digest found there needs no further check, and well_formed()
+    decides before anything reaches the database.
+    """
+    if not candidate.isascii():
+        return None
+    if len(candidate) == KEY_LENGTH:
+        return digest(candidate)
+    if accept_uuid_keys and len(candidate) == UUID_KEY_LENGTH:
+        return digest(candidate.lower())
+    return None
+
+
 def well_formed(candidate: str, *, accept_uuid_keys: bool) -> Candidate | None:
     """The one decision of whether a string may be a key at all, before any query.
 

@@ -1,4 +1,8 @@
-"""The cold key lookup: one hand-written query that finds a digest among a kind's current and rotated-out secrets.
+"""The cold key lookup: one hand-written query that finds a digest among current and rotated-out secrets.
+
+A keyscope key's prefix names its kind, so it is looked up among that kind's keys
+only. An imported UUID (CONTRACT §9) has no prefix: it is looked up among
+deployment keys and global keys in the same statement, deployment keys first.
 
 Cold requests skip the ORM's query building (about as costly as the database
 round trip itself): the SQL is built once per connection vendor from the
@@ -31,6 +35,7 @@ class VerifiedKey:
     id: str
     name: str
     last4: str
+    format: str  # of the key's current secret: "keyscope", or "uuid" until an imported key is rotated
     organization_id: int
     organization_slug: str
     organization_rate_limit: int | None
@@ -46,7 +51,7 @@ class VerifiedKey:
 
     @property
     def key_masked(self) -> str:
-        return crypto.mask(self.kind, self.last4)
+        return crypto.mask(self.kind, self.last4, self.format)
 
     def failure_at(self, now: datetime) -> str | None:
         """The code of the first status rule this key breaks at `now`, or None.
@@ -73,15 +78,23 @@ class DeploymentRef:
 
 
 class Column(NamedTuple):
-    """One selected column: its name in the record, and where it is read (a model's field, under a table alias)."""
+    """One selected column: its name in the record, and where it is read (a model's field, under a table alias).
+
+    `absent`: the other kind's column, NULL in this kind's branch, so both kinds' rows line up.
+    """
 
     name: str
     model: type[models.Model]
     field: str
     alias: str
+    absent: bool = False
 
     def sql(self, quote: Any) -> str:
-        return f"{self.alias}.{quote(self.model._meta.get_field(self.field).column)}"
+        field = self.model._meta.get_field(self.field)
+        if self.absent:
+            # Typed, so that PostgreSQL can match it with the other kind's column across UNION ALL.
+            return f"CAST(NULL AS {field.db_type(connection)})"
+        return f"{self.alias}.{quote(field.column)}"
 
     def converters(self) -> tuple[Any, list[Any]]:
         """The column's Django converters, so raw rows read as the ORM would read them."""
@@ -89,7 +102,9 @@ class Column(NamedTuple):
         return column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)
 
 
-_COMMON_FIELDS = ("id", "name", "last4", "is_active", "expires_at", "revoked_at", "rate_limit_per_minute", "last_used_at")
+_COMMON_FIELDS = (
+    "id", "name", "last4", "format", "is_active", "expires_at", "revoked_at", "rate_limit_per_minute", "last_used_at",
+)  # fmt: skip
 # What the lookup reads of the deployment a request names (table alias t), beside the key;
 # then whether a global key's list links it.
 _TARGET_COLUMNS = (
@@ -102,7 +117,7 @@ _RETIRED_VALID_UNTIL = Column("retired_valid_until", RetiredSecret, "valid_until
 
 
 class KeyLookupQuery:
-    """The lookup of one kind of key.
+    """The lookup of a digest among the keys of some kinds: one kind for a keyscope key, both for a UUID.
 
     Given the slug of the deployment a request names, the same query also fetches
     that deployment of the key's organization and whether a selected-scope global
@@ -110,40 +125,38 @@ class KeyLookupQuery:
     learns of the deployment is only cached, and acted on after the key has passed.
     """
 
-    def __init__(self, kind: crypto.KeyKind) -> None:
-        self.kind = kind
+    def __init__(self, kinds: tuple[crypto.KeyKind, ...]) -> None:
+        self.kinds = kinds
         self._prepared: dict[tuple[str, bool], tuple[str, list[tuple[str, Any]]]] = {}
 
-    def _columns(self) -> list[Column]:
-        model = MODEL_BY_KIND[self.kind]
-        columns = [Column(name, model, name, "k") for name in _COMMON_FIELDS]
-        if self.kind == "deployment":
-            columns += [Column("deployment_id", model, "deployment", "k"), Column("organization_id", Deployment, "organization", "d")]
-        else:
-            columns += [
-                Column("allow_all_deployments", model, "allow_all_deployments", "k"),
-                Column("organization_id", model, "organization", "k"),
-            ]
-        columns += [
+    @staticmethod
+    def _columns(kind: crypto.KeyKind) -> list[Column]:
+        """A kind's columns, in the same order and number for both kinds."""
+        model = MODEL_BY_KIND[kind]
+        organization = (
+            Column("organization_id", Deployment, "organization", "d")
+            if kind == "deployment"
+            else Column("organization_id", model, "organization", "k")
+        )
+        return [
+            *(Column(name, model, name, "k") for name in _COMMON_FIELDS),
+            Column("deployment_id", MODEL_BY_KIND["deployment"], "deployment", "k", absent=kind != "deployment"),
+            Column("allow_all_deployments", MODEL_BY_KIND["global"], "allow_all_deployments", "k", absent=kind != "global"),
+            organization,
             Column("organization_slug", Organization, "slug", "o"),
             Column("organization_rate_limit", Organization, "default_rate_limit_per_minute", "o"),
         ]
-        return columns
 
-    def _prepare(self, with_target: bool) -> tuple[str, list[tuple[str, Any]]]:
-        prepared = self._prepared.get((connection.vendor, with_target))
-        if prepared is not None:
-            return prepared
+    @staticmethod
+    def _branches(kind: crypto.KeyKind, with_target: bool) -> str:
+        """A kind's current secrets, then its rotated-out ones; each row ends with the kind's name."""
         qn = connection.ops.quote_name
-        model = MODEL_BY_KIND[self.kind]
-        selected = self._columns()
-        if with_target:
-            selected += _TARGET_COLUMNS
-        select = ", ".join(column.sql(qn) for column in selected)
+        model = MODEL_BY_KIND[kind]
+        select = ", ".join(column.sql(qn) for column in KeyLookupQuery._columns(kind))
         table = qn(model._meta.db_table)
         organizations = qn(Organization._meta.db_table)
         deployments = qn(Deployment._meta.db_table)
-        if self.kind == "deployment":
+        if kind == "deployment":
             joins = (
                 f"JOIN {deployments} d ON d.{qn('id')} = k.{qn('deployment_id')} "
                 f"JOIN {organizations} o ON o.{qn('id')} = d.{qn('organization_id')}"
@@ -153,26 +166,40 @@ class KeyLookupQuery:
         if with_target:
             # t: the named deployment of the key's own organization, if it exists.
             joins += f" LEFT JOIN {deployments} t ON t.{qn('organization_id')} = o.{qn('id')} AND t.{qn('slug')} = %s"
-            if self.kind == "global":
+            select += "".join(f", {column.sql(qn)}" for column in _TARGET_COLUMNS)
+            if kind == "global":
                 links = qn(GlobalKeyDeployment._meta.db_table)
                 select += (
                     f", (SELECT 1 FROM {links} g WHERE g.{qn('key_id')} = k.{qn('id')}"
                     f" AND g.{qn('deployment_id')} = t.{qn('id')})"
                 )
             else:
-                select += ", NULL"
+                select += ", CAST(NULL AS integer)"
         retired = RetiredSecret._meta
-        sql = (
-            f"SELECT {select}, NULL FROM {table} k {joins} WHERE k.{qn('digest')} = %s "
+        return (
+            f"SELECT {select}, NULL, '{kind}' FROM {table} k {joins} WHERE k.{qn('digest')} = %s "
             f"UNION ALL "
-            f"SELECT {select}, {_RETIRED_VALID_UNTIL.sql(qn)} FROM {qn(retired.db_table)} r "
+            f"SELECT {select}, {_RETIRED_VALID_UNTIL.sql(qn)}, '{kind}' FROM {qn(retired.db_table)} r "
             f"JOIN {table} k ON k.{qn('id')} = r.{qn('key_id')} {joins} "
             f"WHERE r.{qn('digest')} = %s AND r.{qn('key_kind')} = %s"
         )
+
+    def _prepare(self, with_target: bool) -> tuple[str, list[tuple[str, Any]]]:
+        prepared = self._prepared.get((connection.vendor, with_target))
+        if prepared is not None:
+            return prepared
+        selected = self._columns(self.kinds[0])
+        if with_target:
+            selected += _TARGET_COLUMNS
+        sql = " UNION ALL ".join(self._branches(kind, with_target) for kind in self.kinds)
+        if len(self.kinds) > 1:
+            # Deployment keys first (CONTRACT §4, §9): the kind's name, the last column, sorts them so.
+            sql += f" ORDER BY {len(selected) + int(with_target) + 2}"
         converters = [(column.name, column.converters()) for column in selected]
         if with_target:
             converters.append(("target_in_scope", (None, [])))
         converters.append((_RETIRED_VALID_UNTIL.name, _RETIRED_VALID_UNTIL.converters()))
+        converters.append(("kind", (None, [])))
         self._prepared[(connection.vendor, with_target)] = (sql, converters)
         return sql, converters
 
@@ -180,28 +207,34 @@ class KeyLookupQuery:
         """The key with this digest (None when no key ever had it), and what was learnt of the named deployment."""
         with_target = deployment_slug is not None
         sql, converters = self._prepare(with_target)
-        params: list[Any] = [key_digest, key_digest, self.kind]
-        if with_target:
-            params = [deployment_slug, key_digest, deployment_slug, key_digest, self.kind]
+        params: list[Any] = []
+        for kind in self.kinds:
+            params += [deployment_slug, key_digest, deployment_slug, key_digest, kind] if with_target else [key_digest, key_digest, kind]
         with _lookup_cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         if row is None:
             return None, {}
         values: dict[str, Any] = {}
-        for value, (name, (column, found)) in zip(row, converters):
+        for value, (name, (column, found)) in zip(row, converters, strict=True):
             for converter in found:
                 value = converter(value, column, connection)
             values[name] = value
         target = {name: values.pop(name) for name in TARGET_FIELDS if name in values}
         values["id"] = str(values["id"])
         values["is_active"] = bool(values["is_active"])
-        values["allow_all_deployments"] = bool(values.get("allow_all_deployments", False))
-        values.setdefault("deployment_id", None)
-        return VerifiedKey(kind=self.kind, **values), target
+        values["allow_all_deployments"] = bool(values["allow_all_deployments"])
+        return VerifiedKey(**values), target
 
 
-LOOKUPS = {kind: KeyLookupQuery(kind) for kind in MODEL_BY_KIND}
+# A keyscope key's prefix names the one kind to look among; an imported UUID may be either (deployment first).
+LOOKUPS: dict[crypto.KeyKind, KeyLookupQuery] = {"deployment": KeyLookupQuery(("deployment",)), "global": KeyLookupQuery(("global",))}
+UUID_LOOKUP = KeyLookupQuery(("deployment", "global"))
+
+
+def lookup_for(candidate: crypto.Candidate) -> KeyLookupQuery:
+    """The lookup a well-formed key needs: its own kind's, or both kinds' for a UUID."""
+    return UUID_LOOKUP if candidate.kind is None else LOOKUPS[candidate.kind]
 
 
 def _lookup_cursor() -> Any:

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
 from deployments.models import Deployment
 from keys import crypto
-from keys.lookup import LOOKUPS, DeploymentRef, VerifiedKey
+from keys.lookup import DeploymentRef, VerifiedKey, lookup_for
 from keys.models import MODEL_BY_KIND, GlobalKeyDeployment
 from keys.verification_cache import MISSING, local_cache
 
@@ -44,23 +45,27 @@ def verify(
     database, then `before_lookup` may refuse it (by raising), then it is looked
     up, with the deployment `deployment_slug` when given: the Target, for a key
     that passes, so the request needs no second query even with the cache off.
+    An imported UUID (any case) takes the same path, its one lookup searching
+    both kinds of key; with KEYSCOPE_ACCEPT_UUID_KEYS=false it is refused here,
+    before the cache and the database.
     """
-    if len(candidate) != crypto.KEY_LENGTH or not candidate.isascii():
+    accept_uuid_keys = settings.KEYSCOPE_ACCEPT_UUID_KEYS
+    key_digest = crypto.presented_digest(candidate, accept_uuid_keys=accept_uuid_keys)
+    if key_digest is None:
         return None, None
-    key_digest = crypto.digest(candidate)
     entry = local_cache.get(("key", key_digest))
     if entry is UNKNOWN:
         return None, None
     if entry is not MISSING:
         return entry, None
-    kind = crypto.key_kind(candidate)
-    if kind is None:
+    found = crypto.well_formed(candidate, accept_uuid_keys=accept_uuid_keys)
+    if found is None:
         return None, None
     if before_lookup is not None:
         before_lookup()
     generation = local_cache.generation
-    key, fetched = LOOKUPS[kind].run(key_digest, deployment_slug)
-    local_cache.set(("key", key_digest), UNKNOWN if key is None else key, generation)
+    key, fetched = lookup_for(found).run(found.digest, deployment_slug)
+    local_cache.set(("key", found.digest), UNKNOWN if key is None else key, generation)
     # Only a key that passes makes use of the deployment read beside it.
     if key is None or deployment_slug is None or key.failure_at(timezone.now()) is not None:
         return key, None

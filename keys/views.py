@@ -168,6 +168,7 @@ class KeyIntrospectionView(ClientAPIView):
                 "key_masked": key.key_masked,
                 "allow_all_deployments": key.allow_all_deployments,
                 "deployments": scope_slugs(key),
+                "format": key.format,
                 "expires_at": key.expires_at,
             }
         )

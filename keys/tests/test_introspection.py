@@ -9,7 +9,9 @@ from django.utils.dateparse import parse_datetime
 from keys.services import key_update
 from keys.tests.conftest import assert_error, bearer
 
-FIELDS = {"id", "name", "kind", "organization", "key_masked", "allow_all_deployments", "deployments", "expires_at"}
+FIELDS = {
+    "id", "name", "kind", "organization", "key_masked", "allow_all_deployments", "deployments", "format", "expires_at",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("path", ["/api/v1/key/", "/api/v1/key"])
@@ -26,6 +28,7 @@ def test_a_deployment_key_describes_itself(client, deployment_key_a1, path):
         "key_masked": f"ksd_\u2026{full_key[-4:]}",
         "allow_all_deployments": False,
         "deployments": ["a-one"],
+        "format": "keyscope",
         "expires_at": None,
     }
 

@@ -19,7 +19,7 @@ from deployments.models import Deployment
 from keys import crypto
 from keys.models import DeploymentKey, GlobalKeyDeployment
 from keys.tests.conftest import bearer, execute
-from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.factories import import_deployment_key, import_global_key, issue_deployment_key, issue_global_key
 from keys.verification_cache import local_cache
 
 # One lookup (the key, its organization, the deployment the URL names and, for a global key
@@ -237,14 +237,18 @@ def test_the_cold_lookup_is_planned_once_per_connection_on_postgresql(client, de
     """Planning the lookup's joins costs more than running them: PostgreSQL keeps its plan (KEYSCOPE_PREPARED_KEY_LOOKUP)."""
     if connection.vendor != "postgresql":
         pytest.skip("prepared statements are PostgreSQL's")
+    _, imported_deployment_key = import_deployment_key(deployment_key_a1[0].deployment, name="imported")
+    _, imported_global_key = import_global_key(deployment_key_a1[0].deployment.organization, allow_all_deployments=True)
     before = prepared_key_lookups()
 
     for _ in range(3):
         assert cold_execute(client, deployment_key_a1[1]).status_code == 200
         assert cold_execute(client, global_all_key_a[1]).status_code == 200
+        assert cold_execute(client, imported_deployment_key).status_code == 200
+        assert cold_execute(client, imported_global_key.upper()).status_code == 200
 
-    # One statement per key kind, however many cold requests ran.
-    assert prepared_key_lookups() == before + 2
+    # One statement per key kind, and one for imported UUIDs of either kind, however many cold requests ran.
+    assert prepared_key_lookups() == before + 3
 
 
 def test_the_lookup_reads_in_the_query_log_with_its_values(client, deployment_key_a1):
