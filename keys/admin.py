@@ -323,10 +323,11 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         pending: dict[Organization, list[ApiKey]] = {}
         for key in imported_keys(organizations=Organization.objects.all() if administered is None else administered):
             pending.setdefault(key.organization, []).append(key)
+        lone = next(iter(pending)).pk if len(pending) == 1 else None  # chosen already; ?organization= picks one
         form = RotateImportedForm(
             request.POST if request.method == "POST" else None,
             organizations=Organization.objects.filter(pk__in=[organization.pk for organization in pending]),
-            initial={"organization": request.GET.get("organization")},
+            initial={"organization": request.GET.get("organization") or lone},
         )
         if form.is_valid():
             grace = form.cleaned_data["grace_period_seconds"]

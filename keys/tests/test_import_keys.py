@@ -99,6 +99,7 @@ def test_a_second_run_reports_already_imported_and_creates_nothing(tmp_path, dep
     assert out.count("already imported:") == 2
     assert "deployment keys: 0 created, 1 already imported" in out
     assert "global keys: 0 created, 1 already imported" in out
+    assert "Nothing new" in out
 
 
 def test_a_key_rotated_out_since_its_import_is_not_imported_again(tmp_path, deployments):

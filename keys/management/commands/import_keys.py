@@ -97,6 +97,8 @@ class Command(ExplainedCommand):
             )
         if report.dry_run:
             self.stdout.write(f"Dry run: nothing was stored in {report.organization!r}.")
+        elif not any(not row.already_imported for row in report.rows):
+            self.stdout.write(f"Nothing new: {report.organization!r} already has every key of the file.")
         else:
             self.stdout.write(self.style.SUCCESS(f"Imported into {report.organization!r}."))
 
