@@ -1,6 +1,8 @@
-"""The request id travels in a context variable so every log line can name it."""
+"""Log plumbing: every line names its request (CONTRACT §2), and no line holds a key (CONTRACT §3)."""
 
 import logging
+import logging.config
+from typing import Any
 
 from keys import crypto
 from lib.request_id import request_id_var
@@ -30,8 +32,17 @@ def redact(text: str, *, uuids: bool = True) -> str:
     return text
 
 
+_TRACEBACKS = logging.Formatter()
+
+
 class RedactKeysFilter(logging.Filter):
-    """The application never logs a key it received (CONTRACT §3), whatever logged it.
+    """The application never logs a key (CONTRACT §3), whatever logged it and however.
+
+    The message, the traceback and the stack are redacted on the record itself,
+    so no handler or formatter can write them unredacted. The traceback is
+    formatted here and the exception dropped from the record: a handler that
+    renders `exc_info` itself would show what the exception holds (Django's
+    template engine raises with the repr of a whole template context).
 
     A UUID cannot be told from a key id by its shape, so it is redacted from every
     line that keyscope does not write itself (Django's request and SQL logs, say);
@@ -39,9 +50,36 @@ class RedactKeysFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = redact(message, uuids=not record.name.startswith(OWN_LOGGERS))
-        if redacted != message:
-            record.msg = redacted
-            record.args = None
+        uuids = not record.name.startswith(OWN_LOGGERS)
+        try:
+            message, formatted = record.getMessage(), True
+        except Exception:  # noqa: BLE001  (logging's own report would print the raw arguments)
+            message, formatted = f"{record.msg} (arguments that do not fit: {record.args!r})", False
+        redacted = redact(message, uuids=uuids)
+        if redacted != message or not formatted:
+            record.msg, record.args = redacted, None
+        if record.exc_info:
+            record.exc_text = record.exc_text or _TRACEBACKS.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, uuids=uuids)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, uuids=uuids)
         return True
+
+
+_REDACT_KEYS = RedactKeysFilter()
+
+
+def configure(config: dict[str, Any]) -> None:
+    """LOGGING_CONFIG: `dictConfig`, then the key redaction on every handler of every logger.
+
+    Handlers that LOGGING does not name are covered too: Django's defaults
+    (runserver's request lines on `django.server`) and any a setting adds.
+    """
+    logging.config.dictConfig(config)
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):  # placeholders have none
+            if _REDACT_KEYS not in handler.filters:
+                handler.addFilter(_REDACT_KEYS)

@@ -210,12 +210,13 @@ SPECTACULAR_SETTINGS = {
 
 # Logging: one line per event on stdout, each naming its request --------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+# dictConfig, then backend.logging.RedactKeysFilter on every handler, Django's own included.
+LOGGING_CONFIG = "backend.logging.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "backend.logging.RequestIdFilter"},
-        "redact_keys": {"()": "backend.logging.RedactKeysFilter"},
     },
     "formatters": {
         "line": {
@@ -227,7 +228,7 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "line",
-            "filters": ["request_id", "redact_keys"],
+            "filters": ["request_id"],
         }
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},

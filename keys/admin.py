@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -55,7 +55,8 @@ COMMON_FIELDS = ["name", "description", "is_active", "expires_at", "rate_limit_p
 @dataclass(frozen=True)
 class IssuedKey:
     key: ApiKey
-    full_key: str
+    # Out of the repr: Django's template engine logs the repr of its context at DEBUG.
+    full_key: str = field(repr=False)
     change_url: str
 
 
