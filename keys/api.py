@@ -95,8 +95,10 @@ class KeyViewSet(OrganizationViewSet):
         return Response(self.serializer_class(self.fresh(key), context=self.get_serializer_context()).data, status=http_status)
 
     def issued(self, key: ApiKey, full_key: str, http_status: int) -> Response:
+        """The one response that carries a full key (create, rotate): never stored by a cache (CONTRACT §3)."""
         context = {**self.get_serializer_context(), "full_key": full_key}
-        return Response(self.issued_serializer_class(self.fresh(key), context=context).data, status=http_status)
+        data = self.issued_serializer_class(self.fresh(key), context=context).data
+        return Response(data, status=http_status, headers={"Cache-Control": "no-store"})
 
     def issue(self, request: Request, fields: dict[str, Any]) -> tuple[ApiKey, str]:
         """Create the key through this kind's service, from the validated input."""

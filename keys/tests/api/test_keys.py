@@ -132,6 +132,18 @@ def test_no_read_ever_shows_a_full_key(
     assert not any(secret in stored for secret in secrets)
 
 
+@pytest.mark.parametrize("collection", [DEPLOYMENT_KEYS, GLOBAL_KEYS])
+def test_every_response_that_carries_a_full_key_is_no_store(admin_client, deployment_a1, collection):
+    body = {"name": "CI", "allow_all_deployments": True} if collection == GLOBAL_KEYS else {"name": "CI"}
+    created = admin_client.post(collection, body, format="json")
+    rotated = admin_client.post(f"{collection}{created.json()['id']}/rotate/", {}, format="json")
+    for response in (created, rotated):
+        assert "key" in response.json()
+        assert response["Cache-Control"] == "no-store"
+    # What holds no key may be cached as usual.
+    assert "Cache-Control" not in admin_client.get(f"{collection}{created.json()['id']}/")
+
+
 # Rotation ----------------------------------------------------------------------
 
 
