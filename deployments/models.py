@@ -1,6 +1,6 @@
 import json
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -21,6 +21,9 @@ class Deployment(models.Model):
     class Runner(models.TextChoices):
         ECHO = "echo", "Echo (returns the request body)"
         HTTP = "http", "HTTP (posts the request body to the upstream URL)"
+
+    # Columns no admin filter or search may touch (organizations/admin.py).
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"upstream_headers_encrypted"})
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deployments")
     slug = models.SlugField(max_length=100, help_text="Part of the URL; fixed once created.")

@@ -68,6 +68,8 @@ class ApiKey(models.Model):
     """What both kinds of key share."""
 
     KIND: ClassVar[crypto.KeyKind]
+    # Columns no admin filter or search may touch (organizations/admin.py).
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"digest"})
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100)
@@ -323,6 +325,8 @@ class RetiredSecret(models.Model):
     Keeping it recognised is what lets a rotated-out secret answer `key_revoked`
     instead of looking like an unknown key.
     """
+
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"digest"})
 
     digest = models.CharField(max_length=64, unique=True)
     key_kind = models.CharField(max_length=16)

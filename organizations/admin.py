@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Model, QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.forms.models import ModelChoiceField
 from django.http import HttpRequest
 
@@ -33,6 +35,26 @@ def organization_ids(request: HttpRequest, *, admin_only: bool) -> frozenset[int
     if admin_only not in cache:
         cache[admin_only] = frozenset(organizations_of(request.user, admin_only=admin_only).values_list("pk", flat=True))
     return cache[admin_only]
+
+
+def reaches_secret(model: type[Model], lookup: str) -> bool:
+    """Whether a lookup path touches a secret-derived column, on the model or across a relation.
+
+    Secret: a column in its model's `SECRET_FIELDS` (a key's digest, encrypted
+    upstream credentials) or a user's password hash. Filtering on one, even
+    with `__startswith`, would read it out a character at a time.
+    """
+    for part in lookup.split(LOOKUP_SEP):
+        try:
+            field = model._meta.get_field(part)
+        except FieldDoesNotExist:
+            return False
+        if field.name in getattr(model, "SECRET_FIELDS", ()) or (model is get_user_model() and field.name == "password"):
+            return True
+        if field.related_model is None:
+            return False
+        model = field.related_model
+    return False
 
 
 def belongs_to_an_organization(model: type[Model]) -> bool:
@@ -102,6 +124,10 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         if belongs_to_an_organization(model):
             return model._default_manager.filter(organization_id__in=ids).select_related("organization")
         return None
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # Refused lookups answer 400 whatever their value, so the answer says nothing of a secret.
+        return not reaches_secret(self.model, lookup) and super().lookup_allowed(lookup, value, request)
 
     # Permissions -----------------------------------------------------------------
 
