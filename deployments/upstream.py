@@ -148,8 +148,9 @@ def resolve_upstream(url: str) -> Upstream:
     allow_list = _allow_list()
     for address in addresses:
         if is_internal(address) and not any(entry.allows(host, address, port) for entry in allow_list):
+            # Not naming the address: a tenant must not learn what internal names resolve to.
             raise UpstreamNotAllowed(
-                f"The upstream host {host!r} resolves to an internal address ({address}); "
+                f"The upstream host {host!r} resolves to an internal address; "
                 "only public addresses, or those listed in KEYSCOPE_UPSTREAM_ALLOWED_HOSTS, may be called."
             )
     return Upstream(url=url.strip(), scheme=scheme, host=host, port=port, addresses=tuple(str(a) for a in addresses))

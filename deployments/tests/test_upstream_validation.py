@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from deployments.models import Deployment
 from deployments.tests.factories import DeploymentFactory
 from deployments.upstream import resolve_upstream, validate_upstream_headers, validate_upstream_url
+from keys.tests.api.conftest import admin_client, client_for  # noqa: F401  (fixtures)
 
 PUBLIC_IP = "93.184.215.14"
 
@@ -85,7 +86,24 @@ def test_host_name_is_judged_by_every_address_it_resolves_to(fake_dns):
     fake_dns["sneaky.example.com"] = [PUBLIC_IP, "10.1.2.3"]
 
     assert url_errors("https://models.example.com/run") == []
-    assert "internal address (10.1.2.3)" in url_errors("https://sneaky.example.com/run")[0]
+    assert "internal address" in url_errors("https://sneaky.example.com/run")[0]
+
+
+@pytest.mark.parametrize("internal", ["10.1.2.3", "fd12:3456::7", "::ffff:10.1.2.3"])
+def test_a_refusal_never_names_the_internal_address_a_name_resolves_to(fake_dns, admin_client, internal):
+    fake_dns["db.internal.example.com"] = [internal]
+    url = "https://db.internal.example.com/run"
+    [message] = url_errors(url)
+    response = admin_client.post(
+        "/api/v1/orgs/org-a/deployments/",
+        {"slug": "probe", "name": "probe", "runner": "http", "upstream_url": url},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {"upstream_url": [message]}
+    for text in (message, response.content.decode()):
+        assert "internal address" in text
+        assert internal not in text and "10.1.2.3" not in text
 
 
 def test_unresolvable_host_is_refused(fake_dns):
