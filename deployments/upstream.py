@@ -90,9 +90,31 @@ def _allow_list() -> list[_AllowEntry]:
     return [entry for entry in entries if entry is not None]
 
 
+# NAT64's well-known prefix (RFC 6052): the last 32 bits are the IPv4 address it translates to.
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def embedded_ipv4(address: IPAddress) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address leads to: IPv4-mapped and -compatible, 6to4, Teredo, NAT64."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return ()
+    if address.ipv4_mapped is not None:
+        return (address.ipv4_mapped,)
+    if address.sixtofour is not None:
+        return (address.sixtofour,)
+    if address.teredo is not None:
+        return address.teredo  # the relay server and the client behind it
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in NAT64_PREFIX or (int(address) >> 32 == 0 and int(address) > 1):  # ::a.b.c.d, not :: or ::1
+        return (low32,)
+    return ()
+
+
 def is_internal(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Judged by the IPv4 address an IPv6 address embeds, where it embeds one."""
+    embedded = embedded_ipv4(address)
+    if embedded:
+        return any(is_internal(ipv4) for ipv4 in embedded)
     return (
         not address.is_global
         or address.is_loopback

@@ -61,6 +61,31 @@ def test_internal_addresses_are_refused(url):
 
 
 @pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254 (cloud metadata)
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+        "2001:0:a00:1:8000:63bf:a2db:1bf1",  # Teredo, server 10.0.0.1
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::ffff:a9fe:a9fe",  # IPv4-mapped 169.254.169.254
+    ],
+)
+def test_an_internal_ipv4_address_inside_an_ipv6_address_is_refused(fake_dns, address):
+    fake_dns["tunnel.example.com"] = [address]
+    assert any("internal address" in message for message in url_errors(f"http://[{address}]/"))
+    assert any("internal address" in message for message in url_errors("http://tunnel.example.com/"))
+
+
+@pytest.mark.parametrize("address", ["2002:5db8:d70e::1", f"64:ff9b::{PUBLIC_IP}", "2001:4860:4860::8888"])
+def test_an_ipv6_address_leading_to_a_public_address_is_accepted(address):
+    assert url_errors(f"http://[{address}]/") == []
+
+
+@pytest.mark.parametrize(
     "url", ["ftp://example.com/file", "file:///etc/passwd", "gopher://example.com/", "example.com/run", ""]
 )
 def test_only_http_and_https_are_allowed(url):
