@@ -6,9 +6,10 @@ other error is `{"detail": "<sentence>", "code": "<code>"}`.
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -36,6 +37,10 @@ def server_error(request: HttpRequest) -> HttpResponse:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, (OperationalError, InterfaceError)):
         return Response(SERVICE_UNAVAILABLE_BODY, status=503, headers=SERVICE_UNAVAILABLE_HEADERS)
+    if isinstance(exc, Http404):  # Django's, raised in a view: the contract's code, not a generic one
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     if isinstance(exc, DjangoValidationError):
         # Business rules raised by services and models keep the field -> messages form.
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

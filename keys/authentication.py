@@ -132,6 +132,11 @@ class HasApiKey(BasePermission):
 
 
 def rate_limit_headers(request: Request, exc: Exception | None = None) -> dict[str, str]:
-    """The IETF RateLimit fields for a response to a limited key, 429s included."""
-    limit = getattr(exc, "rate_limit", None) or getattr(request.auth, "rate_limit", None)
+    """The IETF RateLimit fields for a response to a limited key, 429s included.
+
+    Only from what authentication has learnt: reading `request.auth` would run it
+    again, or first, for an error raised before it, and a refusal then is a 500.
+    """
+    authenticated = request.__dict__.get("_auth")  # DRF's store behind request.auth
+    limit = getattr(exc, "rate_limit", None) or getattr(authenticated, "rate_limit", None)
     return limit.headers() if limit is not None else {}
