@@ -1,5 +1,7 @@
 import io
 import math
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -42,8 +44,12 @@ def check_shape(data: Any) -> None:
             stack.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
 
 
-def check_storable(data: Any) -> None:
-    """Strings PostgreSQL's jsonb refuses (NUL, unpaired surrogates) are a 400, not a 500 at save time."""
+# Only a \u escape puts a surrogate in a parsed document, and a pair of them decodes to one character.
+_UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _strings(data: Any) -> Iterator[str]:
+    """Every string of a parsed JSON document, object keys included."""
     stack = [data]
     while stack:
         value = stack.pop()
@@ -52,8 +58,20 @@ def check_storable(data: Any) -> None:
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
-        elif isinstance(value, str) and ("\x00" in value or any("\ud800" <= char <= "\udfff" for char in value)):
-            raise ParseError("JSON parse error - strings may not contain NUL characters or unpaired surrogates.")
+        elif isinstance(value, str):
+            yield value
+
+
+def check_encodable(data: Any) -> None:
+    """An unpaired surrogate cannot be written as UTF-8: every message that echoed it would be a 500."""
+    if any(_UNPAIRED_SURROGATE.search(value) for value in _strings(data)):
+        raise ParseError("JSON parse error - strings may not contain unpaired surrogates.")
+
+
+def check_storable(data: Any) -> None:
+    """Strings PostgreSQL's jsonb refuses (NUL, unpaired surrogates) are a 400, not a 500 at save time."""
+    if any("\x00" in value or _UNPAIRED_SURROGATE.search(value) for value in _strings(data)):
+        raise ParseError("JSON parse error - strings may not contain NUL characters or unpaired surrogates.")
 
 
 class JSONParser(parsers.JSONParser):
@@ -69,4 +87,6 @@ class JSONParser(parsers.JSONParser):
         except RecursionError:
             raise ParseError(TOO_DEEP) from None
         check_shape(data)
+        if b"\\u" in body:
+            check_encodable(data)
         return data

@@ -79,3 +79,23 @@ def test_an_empty_body_on_rotate_and_revoke_is_fine(admin_client, deployment_key
     url = f"{ORG_A}/deployments/a-one/keys/{key.pk}/"
     assert admin_client.post(f"{url}rotate/", b"", content_type="application/json").status_code == 200
     assert admin_client.post(f"{url}revoke/", b"", content_type="application/json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"slug": "s", "name": "n", "runner": "\\ud800"}', b'{"slug": "s", "name": "n", "x\\ud800": 1}',
+     b'{"name": "\\udfff"}', b'{"name": "n", "deployments": ["\\ud800"]}', b'{"name": "n", "upstream_headers": {"A": "\\udbff"}}'],
+    ids=["in-a-choice", "in-an-unknown-field-name", "low-surrogate", "in-a-list", "in-a-header-value"],
+)
+def test_an_unpaired_surrogate_anywhere_in_a_body_is_a_400(admin_client, write_urls, body):
+    for method, url in write_urls:
+        response = getattr(admin_client, method)(url, body, content_type="application/json")
+        assert response.status_code == 400, (method, url, response.content[:200])
+        assert response.json() == {"detail": response.json()["detail"], "code": "parse_error"}
+        assert "surrogate" in response.json()["detail"]
+
+
+def test_a_surrogate_pair_is_one_character_and_welcome(admin_client, deployment_a1):
+    response = admin_client.post(f"{ORG_A}/deployments/a-one/keys/", b'{"name": "key \\ud83d\\udd11"}', content_type="application/json")
+    assert response.status_code == 201
+    assert DeploymentKey.objects.get(pk=response.json()["id"]).name == "key \U0001f511"
