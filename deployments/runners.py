@@ -169,6 +169,11 @@ class HttpRunner:
             return _failure(502, "upstream_error", "The upstream's answer is larger than keyscope accepts.")
         except httpx.HTTPError as error:
             return _failure(502, "upstream_error", f"The upstream connection failed ({type(error).__name__}).")
+        except Exception as error:  # noqa: BLE001
+            # Anything else the HTTP client raises (a stored header value it cannot encode, say) fails
+            # this execution, not the request. Its message may quote the credentials: only its type is told.
+            logger.warning("deployment %s: the upstream request could not be made: %s", deployment.pk, type(error).__name__)
+            return _failure(502, "upstream_error", f"The upstream request could not be made ({type(error).__name__}).")
 
     def _call(
         self, upstream: Upstream, query: str, headers: dict[str, str], body: bytes, timeout: float, deadline: float

@@ -17,6 +17,7 @@ IP or a CIDR (`10.0.0.0/8`), optionally with a port (`127.0.0.1:8001`,
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -188,13 +189,14 @@ def validate_upstream_url(url: str) -> None:
         raise ValidationError(str(error), code="upstream_not_allowed") from None
 
 
-# Header names are RFC 9110 tokens; values may not break the header block.
+# Header names are RFC 9110 tokens; values are visible ASCII, spaces and tabs, which any HTTP client can send.
 _TOKEN_CHARACTERS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # Set by keyscope itself on every upstream call, so a deployment cannot override them.
 RESERVED_HEADERS = frozenset({"host", "content-length", "content-type", "transfer-encoding", "connection"})
 RESERVED_HEADER_PREFIX = "x-keyscope-"
 MAX_UPSTREAM_HEADERS = 50
 MAX_HEADER_VALUE_LENGTH = 8192
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]{0,%d}" % MAX_HEADER_VALUE_LENGTH)
 
 
 def validate_upstream_headers(headers: object) -> dict[str, str]:
@@ -219,8 +221,11 @@ def validate_upstream_headers(headers: object) -> dict[str, str]:
         # The value is a secret: never echo it in a message.
         elif not isinstance(value, str):
             errors.append(f"The value of {name} must be a string.")
-        elif any(character in value for character in "\r\n\x00") or len(value) > MAX_HEADER_VALUE_LENGTH:
-            errors.append(f"The value of {name} must be one line of at most {MAX_HEADER_VALUE_LENGTH} characters.")
+        elif not _HEADER_VALUE.fullmatch(value):
+            errors.append(
+                f"The value of {name} must be one line of at most {MAX_HEADER_VALUE_LENGTH} visible ASCII "
+                "characters, spaces or tabs."
+            )
         seen.add(lowered)
     if errors:
         raise ValidationError({"upstream_headers": errors})

@@ -1,5 +1,6 @@
 """The http runner against a real upstream on 127.0.0.1: what is forwarded, what is recorded."""
 
+import json
 import socket
 
 import pytest
@@ -10,6 +11,7 @@ from deployments.models import Deployment, Execution
 from deployments.tests.factories import DeploymentFactory
 from deployments.tests.upstream_server import upstream  # noqa: F401  (fixture)
 from keys.models import DeploymentKey
+from keys.tests.test_hardening import stdout_log  # noqa: F401  (fixture)
 
 UPSTREAM_SECRET = "Bearer upstream-secret-for-tests"
 
@@ -287,6 +289,28 @@ def test_unreadable_credentials_fail_the_call_and_forward_nothing(org_a, upstrea
     assert response.json()["code"] == "upstream_credentials_unavailable"
     assert UPSTREAM_SECRET not in response.content.decode()
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize("value", ["secret-caf\u00e9", "secret\u2028line"])
+def test_a_stored_value_the_http_client_refuses_fails_the_execution_and_shows_nothing_of_it(
+    org_a, upstream, encryption_keys, stdout_log, value
+):
+    """A header value stored before values had to be ASCII: the call fails, recorded, with no 500 and no secret."""
+    deployment = http_deployment(org_a, upstream.url("/headers"))
+    deployment.upstream_headers_encrypted = encryption.encrypt(json.dumps({"Authorization": value}))
+    deployment.save()
+
+    response, _ = execute(deployment)
+
+    assert response.status_code == 502
+    body = response.json()
+    assert (body["status"], body["code"]) == ("FAILED", "upstream_error")
+    execution = only_execution()
+    assert (execution.status, execution.error_code) == (Execution.Status.FAILED, "upstream_error")
+    assert upstream.requests == []
+    odd = next(character for character in value if not character.isascii())
+    for text in (response.content.decode(), execution.error_detail, stdout_log.getvalue()):
+        assert "secret" not in text and odd not in text and ascii(odd)[1:-1] not in text
 
 
 def test_deployment_without_credentials_works_without_encryption_keys(org_a, upstream, settings):

@@ -211,6 +211,9 @@ def test_database_refuses_a_timeout_out_of_range(org_a):
         Deployment.objects.filter(pk=deployment.pk).update(timeout_seconds=301)
 
 
+VALUE_RULE = "The value of X-Token must be one line of at most 8192 visible ASCII characters, spaces or tabs."
+
+
 @pytest.mark.parametrize(
     ("headers", "message"),
     [
@@ -219,7 +222,13 @@ def test_database_refuses_a_timeout_out_of_range(org_a):
         ({"Host": "evil.example.com"}, "Host is set by keyscope and cannot be configured."),
         ({"X-Keyscope-Organization": "other"}, "X-Keyscope-Organization is set by keyscope and cannot be configured."),
         ({"X-Token": 5}, "The value of X-Token must be a string."),
-        ({"X-Token": "a\r\nX-Injected: 1"}, "The value of X-Token must be one line of at most 8192 characters."),
+        ({"X-Token": "a\r\nX-Injected: 1"}, VALUE_RULE),
+        ({"X-Token": "café"}, VALUE_RULE),
+        ({"X-Token": "line\u2028separator"}, VALUE_RULE),
+        ({"X-Token": "nbsp\u00a0"}, VALUE_RULE),
+        ({"X-Token": "del\x7f"}, VALUE_RULE),
+        ({"X-Token": "nul\x00"}, VALUE_RULE),
+        ({"X-Token": "x" * 8193}, VALUE_RULE),
         ({"X-Token": "a", "x-token": "b"}, "x-token is given more than once."),
     ],
 )
@@ -227,6 +236,11 @@ def test_bad_upstream_headers_are_refused(headers, message):
     with pytest.raises(ValidationError) as error:
         validate_upstream_headers(headers)
     assert error.value.message_dict["upstream_headers"] == [message]
+
+
+def test_visible_ascii_spaces_and_tabs_are_a_valid_value():
+    value = "".join(chr(code) for code in range(0x20, 0x7F)) + "\t"
+    assert validate_upstream_headers({"X-Token": value}) == {"X-Token": value}
 
 
 def test_header_errors_never_show_the_value():
