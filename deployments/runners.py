@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -81,14 +82,19 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _strip_nul(value: Any) -> Any:
-    # PostgreSQL's jsonb refuses U+0000; an upstream must not be able to make the execution unsaveable.
+# What PostgreSQL's jsonb cannot store: NUL, and unpaired surrogates (only JSON's \u escapes make them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _storable(value: Any) -> Any:
+    # An upstream must not be able to make the execution unsaveable: each such character becomes U+FFFD.
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return _UNSTORABLE.sub("\ufffd", value)
     if isinstance(value, list):
-        return [_strip_nul(item) for item in value]
+        return [_storable(item) for item in value]
     if isinstance(value, dict):
-        return {_strip_nul(key): _strip_nul(item) for key, item in value.items()}
+        return {_storable(key): _storable(item) for key, item in value.items()}
     return value
 
 
@@ -103,8 +109,8 @@ def _decode_body(response: httpx.Response, body: bytes) -> Any:
             result = json.loads(text)
         except ValueError:
             result = text
-    if "\x00" in text or "\\u0000" in text:
-        result = _strip_nul(result)
+    if "\x00" in text or _UNSTORABLE_ESCAPE.search(text):
+        result = _storable(result)
     return result
 
 

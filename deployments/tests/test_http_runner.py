@@ -313,6 +313,17 @@ def test_a_stored_value_the_http_client_refuses_fails_the_execution_and_shows_no
         assert "secret" not in text and odd not in text and ascii(odd)[1:-1] not in text
 
 
+def test_an_answer_postgresql_cannot_store_is_recorded_with_replacement_characters(org_a, upstream):
+    deployment = http_deployment(org_a, upstream.url("/unstorable"))
+
+    response, _ = execute(deployment)
+
+    assert response.status_code == 200
+    expected = {"nul": "a\ufffdb", "lone": "\ufffd", "\ufffd": "key", "pair": "\U0001f511"}
+    assert response.json()["result"] == expected
+    assert only_execution().result == expected
+
+
 def test_deployment_without_credentials_works_without_encryption_keys(org_a, upstream, settings):
     settings.KEYSCOPE_ENCRYPTION_KEYS = []
     deployment = http_deployment(org_a, upstream.url("/json"))

@@ -84,6 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(302, b"", "text/plain", {"Location": "/redirected"})
         elif parts.path == "/redirected":
             self._json(200, {"followed": True})
+        elif parts.path == "/unstorable":  # what PostgreSQL's jsonb refuses: NUL and unpaired surrogates
+            self._answer(200, b'{"nul": "a\\u0000b", "lone": "\\ud800", "\\udfff": "key", "pair": "\\ud83d\\udd11"}', "application/json")
         elif parts.path == "/headers":
             self._json(200, {"headers": dict(self.headers.items()), "query": parts.query})
         else:
