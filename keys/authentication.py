@@ -21,7 +21,7 @@ from keys import ratelimit, usage
 from keys.lookup import VerifiedKey
 from keys.verification import Target, touch_last_used, verify
 import lib.exceptions
-from lib.net import client_ip
+from lib.net import HTTP_WHITESPACE, client_ip
 
 FAILURE_DETAILS = {
     "invalid_key": "The API key is malformed or unknown.",
@@ -68,11 +68,12 @@ def offered_key(request: Request) -> str | None:
     A `Bearer` Authorization wins over X-Api-Key; another scheme is ignored.
     """
     meta = request._request.META  # not through Request.__getattr__: this runs on every call
-    authorization = meta.get("HTTP_AUTHORIZATION", "")
-    parts = authorization.split(None, 1)
-    if parts and parts[0].lower() == "bearer":
-        return parts[1].strip() if len(parts) > 1 else ""
-    api_key = meta.get("HTTP_X_API_KEY", "").strip()
+    # Only HTTP's whitespace separates and surrounds: a key followed by an NBSP is not that key.
+    authorization = meta.get("HTTP_AUTHORIZATION", "").strip(HTTP_WHITESPACE).replace("\t", " ")
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.lstrip(" ")
+    api_key = meta.get("HTTP_X_API_KEY", "").strip(HTTP_WHITESPACE)
     return api_key or None
 
 

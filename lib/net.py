@@ -5,6 +5,9 @@ import ipaddress
 from django.conf import settings
 from django.http import HttpRequest
 
+# What HTTP calls whitespace in a header value (RFC 9110 OWS): str.strip() would take NBSP, NEL and more too.
+HTTP_WHITESPACE = " \t"
+
 
 def _is_trusted(address: str) -> bool:
     try:
@@ -25,7 +28,8 @@ def client_ip(request: HttpRequest) -> str | None:
     remote = request.META.get("REMOTE_ADDR") or None
     if remote is None or not _is_trusted(remote):
         return remote
-    forwarded = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    hops = (hop.strip(HTTP_WHITESPACE) for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(","))
+    forwarded = [hop for hop in hops if hop]
     for hop in reversed(forwarded):
         try:
             ipaddress.ip_address(hop)

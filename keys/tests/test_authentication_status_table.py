@@ -73,6 +73,7 @@ def test_a_deployment_key_with_the_global_prefix_is_unknown(client, deployment_k
         pytest.param(lambda k: f"Bearer    {k}", id="extra-spaces-before-the-key"),
         pytest.param(lambda k: f"Bearer {k}   ", id="extra-spaces-after-the-key"),
         pytest.param(lambda k: f"Bearer\t{k}", id="tab"),
+        pytest.param(lambda k: f" \tBearer \t {k}\t ", id="spaces-and-tabs-around"),
     ],
 )
 def test_accepted_spellings_of_the_bearer_header_work(client, deployment_key_a1, authorization):
@@ -105,6 +106,23 @@ def test_a_logged_in_session_is_not_a_key(client, admin_a, deployment_a1):
 
 
 # --- both headers ----------------------------------------------------------------
+
+
+# Unicode's other spaces: str.strip() and str.split() take them, HTTP does not.
+NOT_HTTP_WHITESPACE = ["\u00a0", "\u0085", "\u2028", "\u3000", "\x0b", "\x0c", "\x1f"]
+
+
+@pytest.mark.parametrize("space", NOT_HTTP_WHITESPACE, ids=ascii)
+def test_a_key_beside_a_space_http_does_not_know_is_not_that_key(client, deployment_key_a1, space):
+    _, full_key = deployment_key_a1
+    for headers, code in [
+        ({"HTTP_AUTHORIZATION": f"Bearer {full_key}{space}"}, "invalid_key"),
+        ({"HTTP_AUTHORIZATION": f"Bearer {space}{full_key}"}, "invalid_key"),
+        ({"HTTP_AUTHORIZATION": f"Bearer{space}{full_key}"}, "not_authenticated"),  # not the Bearer scheme
+        ({"HTTP_X_API_KEY": f"{full_key}{space}"}, "invalid_key"),
+        ({"HTTP_X_API_KEY": f"{space}{full_key}"}, "invalid_key"),
+    ]:
+        assert_error(execute(client, "org-a", "a-one", **headers), 401, code)
 
 
 def test_x_api_key_alone_works(client, deployment_key_a1):

@@ -194,6 +194,8 @@ def test_x_forwarded_for_from_an_untrusted_address_is_ignored(client, deployment
         pytest.param("10.1.2.3", "198.51.100.1, 203.0.113.5, 10.9.9.9", "203.0.113.5", id="rightmost-untrusted-hop"),
         pytest.param("10.1.2.3", "203.0.113.5, not-an-ip", "10.1.2.3", id="garbage-hop"),
         pytest.param("10.1.2.3", "10.4.4.4", "10.4.4.4", id="only-trusted-hops"),
+        pytest.param("10.1.2.3", " 198.51.100.1 ,\t203.0.113.5\t", "203.0.113.5", id="http-whitespace-around-hops"),
+        pytest.param("10.1.2.3", "203.0.113.5\u00a0", "10.1.2.3", id="nbsp-is-not-http-whitespace"),
     ],
 )
 @override_settings(KEYSCOPE_TRUSTED_PROXIES=PROXIES)
