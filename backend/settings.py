@@ -5,6 +5,7 @@ settings off. Production sets DATABASE_URL, REDIS_URL, SECRET_KEY,
 ALLOWED_HOSTS and the HTTPS variables (see README.md).
 """
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -154,21 +155,23 @@ USE_TZ = True
 # Static files ----------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
-if TESTING:
-    # WhiteNoise warns about a missing STATIC_ROOT before `collectstatic` has run.
-    Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+# Until `collectstatic` writes its manifest (a fresh checkout, tests), pages name the apps' own
+# files and WhiteNoise serves them from the apps; after it, the compressed, hashed files of STATIC_ROOT.
+STATIC_COLLECTED = (Path(STATIC_ROOT) / "staticfiles.json").is_file()
+if not STATIC_COLLECTED:
+    with contextlib.suppress(OSError):  # WhiteNoise warns about a missing STATIC_ROOT
+        Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if TESTING
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            else "backend.static_storage.StaticFilesStorage"
         )
     },
 }
-# Tests and `runserver` serve static files from the apps without collectstatic.
-WHITENOISE_USE_FINDERS = DEBUG or TESTING
+WHITENOISE_USE_FINDERS = DEBUG or TESTING or not STATIC_COLLECTED
 
 # HTTPS: each setting has its own variable and is off unless set ---------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)

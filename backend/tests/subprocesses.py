@@ -5,12 +5,18 @@ at import time (a missing SECRET_KEY, the HTTPS switches, `check --deploy`)
 is tested in a child process that sees only the variables a test gives it.
 """
 
+import contextlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
 
 from django.conf import settings
 
@@ -64,3 +70,31 @@ def read_settings(names: list[str], env: dict[str, str]) -> dict:
     result = run(["-c", SETTINGS_AS_JSON.format(names=names)], env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+SERVER_START_SECONDS = 120  # a guard against a server that never answers, not a measure of speed
+
+
+@contextlib.contextmanager
+def serving(args: list[str], *, cwd: Path, env: dict[str, str], port: int, log: Path) -> Iterator[str]:
+    """Start a server (and whatever it starts, in its own process group) and yield its base URL once
+    /healthz answers 200; stop the whole group afterwards."""
+    with open(log, "wb") as output:
+        process = subprocess.Popen(args, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            assert process.poll() is None, f"{args[0]} exited with {process.returncode}:\n{log.read_text()[-4000:]}"
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"{args[0]} did not answer:\n{log.read_text()[-4000:]}"
+            time.sleep(0.2)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

@@ -50,8 +50,8 @@ from backend.wsgi import application
 status, headers, body = call_wsgi(application, "/admin/login/")
 print(status)
 css = re.search(rb'href="(/static/admin/css/base[.][0-9a-f]+[.]css)"', body).group(1).decode()
-status, headers, _ = call_wsgi(application, css)
-print(status, headers["Content-Type"])
+status, headers, _ = call_wsgi(application, css, HTTP_ACCEPT_ENCODING="gzip")
+print(status, headers["Content-Type"], headers.get("Content-Encoding"), headers.get("Cache-Control"))
 from django.conf import settings
 print(settings.TESTING, settings.DEBUG)
 """
@@ -62,3 +62,5 @@ print(settings.TESTING, settings.DEBUG)
     assert modes == "False False"
     assert login_status == "200 OK"
     assert css_line.startswith("200 OK text/css")
+    # Compressed, and cached for good under its hashed name.
+    assert css_line.endswith("gzip max-age=315360000, public, immutable")
