@@ -96,7 +96,7 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if DATABASES["default"]["NAME"] == str(DEFAULT_SQLITE_PATH):
-        VAR_DIR.mkdir(exist_ok=True)
+        VAR_DIR.mkdir(mode=0o700, exist_ok=True)  # the database, readable by this user only
     # Without IMMEDIATE transactions and a busy timeout, two concurrent
     # writers fail at once with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(

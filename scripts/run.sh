@@ -4,7 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT=${PORT:-8000}
+# What this script and the server write (var/: the secrets, the database) is readable by this user only.
+umask 077
 mkdir -p var
+chmod -R go-rwx var  # files an earlier run left readable
 # A stable, random secret for the local server, kept out of git under var/.
 if [ -z "${SECRET_KEY:-}" ]; then
   [ -s var/secret_key ] || python3 -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key
@@ -13,7 +16,7 @@ if [ -z "${SECRET_KEY:-}" ]; then
 fi
 # The Fernet key that encrypts upstream credentials, likewise kept under var/.
 if [ -z "${KEYSCOPE_ENCRYPTION_KEYS:-}" ]; then
-  [ -s var/encryption_key ] || (umask 077; "$PY" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > var/encryption_key)
+  [ -s var/encryption_key ] || "$PY" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > var/encryption_key
   KEYSCOPE_ENCRYPTION_KEYS=$(cat var/encryption_key)
   export KEYSCOPE_ENCRYPTION_KEYS
 fi
