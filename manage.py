@@ -15,7 +15,13 @@ def main():
             "available on your PYTHONPATH environment variable? Did you "
             "forget to activate a virtual environment?"
         ) from exc
-    execute_from_command_line(sys.argv)
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as exc:
+        # A setting to fix (SECRET_KEY not set, say): its one sentence, not a traceback.
+        sys.exit(f"manage.py: {exc}")
 
 
 if __name__ == '__main__':

@@ -15,22 +15,26 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
-env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    environ.Env.read_env(BASE_DIR / ".env")
-
-DEBUG = env.bool("DEBUG", default=False)
 # A bare `pytest` (or `manage.py test`, which runs it) must work without any
 # variable set (STYLE §7). `manage.py test` loads settings before pytest.
 TESTING = "pytest" in sys.modules or sys.argv[1:2] == ["test"]
+
+env = environ.Env()
+# Variables the environment lacks come from .env (git-ignored; `make run` writes its secrets there),
+# or from the file KEYSCOPE_ENV_FILE names; none when it is empty. Tests never read a developer's .env.
+ENV_FILE = env.str("KEYSCOPE_ENV_FILE", default="" if TESTING else str(BASE_DIR / ".env"))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    environ.Env.read_env(ENV_FILE)
+
+DEBUG = env.bool("DEBUG", default=False)
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not (DEBUG or TESTING):
         raise ImproperlyConfigured(
-            "SECRET_KEY is not set. Set the SECRET_KEY environment variable to a long "
-            "random string (for example the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`), "
+            "SECRET_KEY is not set. Set the SECRET_KEY environment variable (or a line in .env, "
+            "which `make run` writes) to a long random string, for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`, "
             "or set DEBUG=true for local development."
         )
     SECRET_KEY = "django-insecure-local-development-only-not-for-production-use"

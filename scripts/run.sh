@@ -4,21 +4,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT=${PORT:-8000}
-# What this script and the server write (var/: the secrets, the database) is readable by this user only.
+# What this script and the server write (.env, the database, var/) is readable by this user only.
 umask 077
 mkdir -p var
 chmod -R go-rwx var  # files an earlier run left readable
-# A stable, random secret for the local server, kept out of git under var/.
-if [ -z "${SECRET_KEY:-}" ]; then
+# .env (git-ignored) holds the secrets that settings read, so every `manage.py` command run
+# from this folder works with nothing exported. Written once; an exported variable wins.
+touch .env && chmod go-rwx .env
+in_env_file() { grep -Eq "^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=" .env; }
+add_to_env_file() {  # NAME VALUE, on a line of its own
+  [ ! -s .env ] || [ -z "$(tail -c 1 .env)" ] || echo >> .env
+  echo "$1=$2" >> .env
+}
+# Each secret, unless exported or in .env already: the one an earlier run kept under var/, else a new one.
+if [ -z "${SECRET_KEY:-}" ] && ! in_env_file SECRET_KEY; then
   [ -s var/secret_key ] || python3 -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key
-  SECRET_KEY=$(cat var/secret_key)
-  export SECRET_KEY
+  add_to_env_file SECRET_KEY "$(cat var/secret_key)" && rm var/secret_key
 fi
-# The Fernet key that encrypts upstream credentials, likewise kept under var/.
-if [ -z "${KEYSCOPE_ENCRYPTION_KEYS:-}" ]; then
+# The Fernet key that encrypts upstream credentials.
+if [ -z "${KEYSCOPE_ENCRYPTION_KEYS:-}" ] && ! in_env_file KEYSCOPE_ENCRYPTION_KEYS; then
   [ -s var/encryption_key ] || "$PY" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > var/encryption_key
-  KEYSCOPE_ENCRYPTION_KEYS=$(cat var/encryption_key)
-  export KEYSCOPE_ENCRYPTION_KEYS
+  add_to_env_file KEYSCOPE_ENCRYPTION_KEYS "$(cat var/encryption_key)" && rm var/encryption_key
 fi
 # The demo's http deployment calls scripts/demo_upstream.py; only that loopback port is opened to upstreams.
 DEMO_UPSTREAM_PORT=${DEMO_UPSTREAM_PORT:-8001}

@@ -42,6 +42,7 @@ def clean_env(**variables: str) -> dict[str, str]:
     """Only what a child needs to start, plus the given variables."""
     env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["KEYSCOPE_ENV_FILE"] = ""  # not the .env a developer's `make run` wrote
     env.update(variables)
     return env
 

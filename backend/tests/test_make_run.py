@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from keys.tests.limits.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
+LEGACY_SECRET_KEY = secrets.token_urlsafe(50)  # made per run: nothing secret is committed
 NOT_COPIED = (".git", ".venv", "var", ".env", "__pycache__", ".pytest_cache", ".hypothesis")
 
 
@@ -42,7 +44,7 @@ def after_make_run(tmp_path_factory) -> Path:
     # What an earlier run left readable by everyone: an empty database and a secret key.
     (project / "var").mkdir(mode=0o755)
     (project / "var" / "keyscope.sqlite3").touch(mode=0o644)
-    (project / "var" / "secret_key").write_text(secrets.token_urlsafe(50) + "\n")
+    (project / "var" / "secret_key").write_text(LEGACY_SECRET_KEY + "\n")
     (project / "var" / "secret_key").chmod(0o644)
     port = free_port()
     env = newcomer_env(PORT=str(port), DEMO_UPSTREAM_PORT=str(free_port()))
@@ -59,3 +61,30 @@ def test_make_run_leaves_its_secrets_and_database_readable_by_their_owner_only(a
     assert var / "keyscope.sqlite3" in files
     for path in files:
         assert private(path), f"{path.relative_to(after_make_run)} is {oct(stat.S_IMODE(path.stat().st_mode))}"
+
+
+def test_make_run_keeps_its_secrets_in_a_private_env_file(after_make_run):
+    env_file = after_make_run / ".env"
+    assert private(env_file)
+    lines = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    # The secret an earlier run kept under var/ moved there, so its sessions stay valid.
+    assert lines["SECRET_KEY"] == LEGACY_SECRET_KEY
+    assert lines["KEYSCOPE_ENCRYPTION_KEYS"]
+    assert not (after_make_run / "var" / "secret_key").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["check"], ["keys", "--help"], ["keys", "list", "--org", "demo"], ["seed_demo", "--reset"],
+     ["reencrypt_upstream_credentials"]],
+    ids=" ".join,
+)
+def test_every_manage_py_command_works_after_make_run_with_nothing_exported(after_make_run, command):
+    result = subprocess.run(
+        [".venv/bin/python", "manage.py", *command], cwd=after_make_run, env=newcomer_env(),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    if command[:2] == ["keys", "list"]:
+        assert "Demo global key" in result.stdout

@@ -9,6 +9,7 @@ from django.db import connection
 from backend.tests.subprocesses import (
     PRODUCTION_HTTPS,
     clean_env,
+    manage,
     production_secret_key,
     read_settings,
     run,
@@ -46,6 +47,23 @@ def test_missing_secret_key_is_an_error_when_debug_is_unset():
 
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["keys", "--help"], ["seed_demo", "--reset"], ["migrate"], ["runserver"]], ids=" ".join)
+def test_a_missing_secret_key_is_one_clear_line_on_the_command_line(command):
+    result = manage(*command, env=clean_env(SECRET_KEY=""))
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("manage.py: SECRET_KEY is not set.") and ".env" in line
+
+
+def test_settings_read_the_env_file_and_an_exported_variable_wins(tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("SECRET_KEY=from-the-file\nLOG_LEVEL=DEBUG\n")
+    values = read_settings(["SECRET_KEY", "LOG_LEVEL"], env=clean_env(KEYSCOPE_ENV_FILE=str(env_file), LOG_LEVEL="WARNING"))
+    assert values == {"SECRET_KEY": "from-the-file", "LOG_LEVEL": "WARNING"}
 
 
 def test_debug_mode_runs_without_a_secret_key():
