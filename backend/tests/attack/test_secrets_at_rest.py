@@ -17,6 +17,7 @@ from cryptography.fernet import Fernet
 from django.db import connection
 from django.test import Client
 
+from backend.tests.log_capture import debug_log, written  # noqa: F401  (fixture)
 from deployments.models import Deployment
 from keys import crypto
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
@@ -52,7 +53,7 @@ def api_issue(admin, url: str, body: dict) -> str:
 
 
 def test_no_key_and_no_credential_in_a_database_dump_or_the_logs(
-    admin_a, org_a, deployment_a1, deployment_a2, settings, caplog, capsys
+    admin_a, org_a, deployment_a1, deployment_a2, settings, caplog, capsys, debug_log
 ):
     caplog.set_level(logging.DEBUG)
     connection.force_debug_cursor = True  # SQL of this thread is logged too (django.db.backends, DEBUG)
@@ -96,13 +97,19 @@ def test_no_key_and_no_credential_in_a_database_dump_or_the_logs(
                   for i, key in enumerate(full_keys)}
     forbidden["upstream credential"] = credential
 
-    dump = pg_dump_of_the_test_database()
     captured = capsys.readouterr()
     logged = caplog.text + "\n".join(repr(record.args) for record in caplog.records)
     assert "keys_" in logged or caplog.records, "nothing was logged: the log check would prove nothing"
-    for where, text in [("pg_dump", dump), ("logs", logged), ("stdout", captured.out), ("stderr", captured.err)]:
+    recording, stdout = debug_log
+    # The configured handlers saw the template engine's DEBUG tracebacks, which hold the page's context.
+    assert any("VariableDoesNotExist" in (record.exc_text or "") for record in recording.records)
+    places = [("logs", logged), ("the configured log handlers at DEBUG", written(recording, stdout)),
+              ("stdout", captured.out), ("stderr", captured.err)]
+    for where, text in places:
         leaks = [name for name, secret in forbidden.items() if secret in text]
         assert not leaks, f"{where} holds {leaks}"
+    leaks = [name for name, secret in forbidden.items() if secret in pg_dump_of_the_test_database()]
+    assert not leaks, f"pg_dump holds {leaks}"
 
 
 def model_of(admin_model: str) -> type:
