@@ -176,6 +176,9 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG or TESTING or not STATIC_COLLECTED
+# Tests make a request handler per test client: looking files up per request spares each one a
+# scan of every static file (about 70 ms).
+WHITENOISE_AUTOREFRESH = DEBUG or TESTING
 
 # HTTPS: each setting has its own variable and is off unless set ---------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
