@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 
+from backend.tests.clock import FrozenClock
 from backend.tests.threads import in_threads
 from keys.tests.api.conftest import ORG_A
 from lib import counters
@@ -25,19 +26,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 GUESSES = 40
 LIMIT = 10
 PASSWORD_CHECK_SECONDS = 0.05
-
-
-class FrozenClock:
-    """The counters' clock, stopped one second into a minute: a burst never straddles two windows."""
-
-    def __init__(self) -> None:
-        self.now = (time.time() // counters.WINDOW_SECONDS) * counters.WINDOW_SECONDS + 1.0
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 @pytest.fixture(autouse=True)
