@@ -9,6 +9,7 @@ from django.db import models
 from deployments import encryption
 from deployments.signals import organization_changing
 from deployments.upstream import validate_upstream_headers, validate_upstream_url
+from lib.managers import AtomicCreateManager
 from organizations.models import Organization
 
 MIN_TIMEOUT_SECONDS = 1
@@ -47,6 +48,9 @@ class Deployment(models.Model):
     upstream_header_names = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     modified_at = models.DateTimeField(auto_now=True)
+
+    # `key.deployments.create(...)` stores nothing when the tenant guard refuses the link.
+    objects = AtomicCreateManager()
 
     class Meta:
         constraints = [

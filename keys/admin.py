@@ -17,7 +17,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -67,17 +67,7 @@ class StatusFilter(admin.SimpleListFilter):
         return [(status.value, status.label) for status in KeyStatus]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        now = timezone.now()
-        live = Q(revoked_at__isnull=True)
-        expired = Q(expires_at__isnull=False, expires_at__lte=now)
-        conditions = {
-            KeyStatus.REVOKED: Q(revoked_at__isnull=False),
-            KeyStatus.EXPIRED: live & expired,
-            KeyStatus.INACTIVE: live & ~expired & Q(is_active=False),
-            KeyStatus.ACTIVE: live & ~expired & Q(is_active=True),
-        }
-        condition = conditions.get(self.value())
-        return queryset if condition is None else queryset.filter(condition)
+        return queryset.with_status(self.value()) if self.value() in KeyStatus.values else queryset
 
 
 class GlobalScopeFilter(admin.SimpleListFilter):

@@ -6,14 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from deployments.api import DEPLOYMENT_NOT_FOUND
 from deployments.models import Deployment
 from keys import (
     schema,  # noqa: F401  (registers the OpenAPI extensions)
@@ -47,27 +47,12 @@ from lib.schema import CONFLICT, INVALID
 from organizations.api import OrganizationViewSet, query_filters
 
 KEY_NOT_FOUND = "No key with this id exists here."
-DEPLOYMENT_NOT_FOUND = "No deployment with this slug exists in this organization."
 
 KEY_FILTERS = [
     OpenApiParameter("is_active", bool, description="Only keys with this `is_active`."),
     OpenApiParameter("status", str, enum=KeyStatus.values, description="Only keys in this status."),
     OpenApiParameter("search", str, description="Only keys whose name contains this, in any case."),
 ]
-
-
-def filter_by_status(queryset: QuerySet, key_status: str) -> QuerySet:
-    """The database form of ApiKey.status_at(now)."""
-    now = timezone.now()
-    not_revoked = Q(revoked_at__isnull=True)
-    expired = Q(expires_at__isnull=False, expires_at__lte=now)
-    if key_status == KeyStatus.REVOKED:
-        return queryset.exclude(not_revoked)
-    if key_status == KeyStatus.EXPIRED:
-        return queryset.filter(not_revoked & expired)
-    if key_status == KeyStatus.INACTIVE:
-        return queryset.filter(not_revoked, is_active=False).exclude(expired)
-    return queryset.filter(not_revoked, is_active=True).exclude(expired)
 
 
 class KeyViewSet(OrganizationViewSet):
@@ -108,7 +93,7 @@ class KeyViewSet(OrganizationViewSet):
         if "is_active" in filters:
             queryset = queryset.filter(is_active=filters["is_active"])
         if "status" in filters:
-            queryset = filter_by_status(queryset, filters["status"])
+            queryset = queryset.with_status(filters["status"])
         if filters.get("search"):
             queryset = queryset.filter(name__icontains=filters["search"])
         return self.paginated(queryset, self.serializer_class)

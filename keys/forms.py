@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from deployments.models import Deployment
 from keys.models import FOREIGN_DEPLOYMENT, DeploymentKey, GlobalApiDeploymentKey
-from keys.services import MAX_GRACE_PERIOD_SECONDS, scope_errors
+from keys.services import MAX_GRACE_PERIOD_SECONDS, scope_input_errors
 from organizations.models import Organization
 
 SCOPE_SELECTED = "selected"
@@ -86,7 +86,7 @@ class GlobalKeyForm(KeyForm):
         if "scope" not in cleaned_data or "deployments" not in cleaned_data:
             return cleaned_data
         deployments = list(cleaned_data["deployments"])
-        errors = scope_errors(allow_all_deployments=self.allow_all_deployments, deployments=deployments)
+        errors = scope_input_errors(allow_all_deployments=self.allow_all_deployments, deployments=deployments)
         for field, message in errors.items():
             self.add_error(field, message)
         if "organization" in self.fields:

@@ -14,7 +14,7 @@ from rest_framework import serializers
 
 from deployments.models import Deployment, Execution
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyStatus
-from keys.services import MAX_GRACE_PERIOD_SECONDS, NAME_MAX_LENGTH, scope_errors
+from keys.services import MAX_GRACE_PERIOD_SECONDS, NAME_MAX_LENGTH, scope_input_errors
 from lib.serializers import (
     MAX_POSITIVE_INTEGER,
     InputSerializer,
@@ -201,7 +201,7 @@ class GlobalKeyInputSerializer(KeyInputSerializer):
             deployments = []  # a key that ends up opening everything drops its list
         else:
             deployments = list(key.deployments.all())
-        if errors := scope_errors(allow_all_deployments=allow_all, deployments=deployments):
+        if errors := scope_input_errors(allow_all_deployments=allow_all, deployments=deployments):
             raise serializers.ValidationError(errors)
         return attrs
 

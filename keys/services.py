@@ -20,6 +20,7 @@ from deployments.models import Deployment
 from keys import crypto
 from keys.audit import audit_record, audit_value
 from keys.models import (
+    ALLOW_ALL_WITH_LIST,
     ISSUERS,
     ApiKey,
     AuditEvent,
@@ -45,7 +46,6 @@ NAME_TAKEN = {
     "global": "A global key with this name already exists in this organization.",
 }
 EMPTY_SCOPE = "A global key must have allow_all_deployments=true or at least one deployment."
-ALLOW_ALL_WITH_LIST = "allow_all_deployments=true cannot be combined with a list of deployments."
 
 
 class KeyRevokedError(Conflict):
@@ -64,8 +64,8 @@ def validate_expiry(expires_at: datetime | None) -> None:
         raise ValidationError({"expires_at": "The expiry must be in the future."})
 
 
-def scope_errors(*, allow_all_deployments: bool, deployments: Iterable[Deployment] | None) -> dict[str, str]:
-    """The input rules for a global key's scope (CONTRACT §5), for the API and the admin."""
+def scope_input_errors(*, allow_all_deployments: bool, deployments: Iterable[Deployment] | None) -> dict[str, str]:
+    """The rules for a global key's scope as entered: allow-all or a list, not both and not neither (API, admin, command)."""
     deployments = list(deployments or [])
     if allow_all_deployments and deployments:
         return {"deployments": ALLOW_ALL_WITH_LIST}

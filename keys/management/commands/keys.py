@@ -28,7 +28,7 @@ from keys.services import (
     key_deactivate,
     key_revoke,
     key_rotate,
-    scope_errors,
+    scope_input_errors,
 )
 from organizations.models import Organization
 
@@ -263,7 +263,7 @@ class Command(ExplainedCommand):
             raise CommandError("--rate-limit must be 0 or more.")
         if is_global:
             deployments = [self._deployment(organization, slug) for slug in dict.fromkeys(deployment)]
-            if errors := scope_errors(allow_all_deployments=all_deployments, deployments=deployments):
+            if errors := scope_input_errors(allow_all_deployments=all_deployments, deployments=deployments):
                 raise CommandError(" ".join(errors.values()) + " (use --all-deployments or --deployment SLUG)")
             key, full_key = global_key_issue(
                 actor=None,
