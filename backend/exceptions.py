@@ -1,4 +1,4 @@
-"""One exception handler, one error shape (CONTRACT §4).
+"""One exception handler, one error shape.
 
 Validation errors keep DRF's `{"<field>": ["<message>", ...]}` form; every
 other error is `{"detail": "<sentence>", "code": "<code>"}`.

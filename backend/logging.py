@@ -31,7 +31,7 @@ def redact(text: str, *, uuids: bool = True) -> str:
 
 
 class RedactKeysFilter(logging.Filter):
-    """The application never logs a key it received (CONTRACT §3), whatever logged it.
+    """The application never logs a key it received, whatever logged it.
 
     A UUID cannot be told from a key id by its shape, so it is redacted from every
     line that keyscope does not write itself (Django's request and SQL logs, say);

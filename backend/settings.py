@@ -20,7 +20,7 @@ if (BASE_DIR / ".env").is_file():
 
 DEBUG = env.bool("DEBUG", default=False)
 # A bare `pytest` (or `manage.py test`, which runs it) must work without any
-# variable set (STYLE §7). `manage.py test` loads settings before pytest.
+# variable set. `manage.py test` loads settings before pytest.
 TESTING = "pytest" in sys.modules or sys.argv[1:2] == ["test"]
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -261,7 +261,7 @@ KEYSCOPE_REDIS_TIMEOUT_SECONDS = env.float("KEYSCOPE_REDIS_TIMEOUT_SECONDS", def
 KEYSCOPE_LOGIN_FAILURES_PER_MINUTE = env.int("KEYSCOPE_LOGIN_FAILURES_PER_MINUTE", default=10)
 KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE = env.int("KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE", default=30)
 
-# keyscope: HTTP upstreams (issue 7) -----------------------------------------
+# keyscope: HTTP upstreams -----------------------------------------
 # Fernet keys for upstream credentials: the first encrypts, all decrypt. Put a
 # new key first, run `manage.py reencrypt_upstream_credentials`, then drop the
 # old one. Unset is fine until a deployment stores credentials.

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 "",
             ]
             measured.append((fixtures, inproc, http))
-        report += ["## Targets (issue 8)", "", *targets_lines(measured), ""]
+        report += ["## Targets", "", *targets_lines(measured), ""]
         text = "\n".join(report)
         print(text)
         for profile in profiles:

@@ -1,4 +1,4 @@
-"""Deployments and executions in the admin, scoped to the user's organizations (CONTRACT §6)."""
+"""Deployments and executions in the admin, scoped to the user's organizations."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import json
 import logging
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -45,7 +45,6 @@ class RunOutcome:
     http_status: int = 200
     code: str = ""
     detail: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Runner(Protocol):

@@ -1,4 +1,4 @@
-"""Management API shapes for deployments and executions (CONTRACT §5)."""
+"""Management API shapes for deployments and executions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Keys and their audit trail in the admin, for org admins (CONTRACT §6, §7).
+"""Keys and their audit trail in the admin, for org admins.
 
 Every write goes through keys/services.py, so each one is audited. A full key
 is rendered once, in the page that answers its creation or rotation, straight
@@ -488,7 +488,7 @@ class DeploymentKeyAdmin(KeyAdmin):
 
     @admin.display(description="scope")
     def scope(self, key: DeploymentKey) -> str:
-        # The same words as the global keys' list (CONTRACT §6); which one is the column beside.
+        # The same words as the global keys' list; which one is the column beside.
         return _plural(1, "deployment")
 
 
@@ -532,7 +532,7 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
         form = super().get_form(request, obj, change=change, **kwargs)
         if "deployments" in form.base_fields:
             # The picker offers the key's organization's deployments; on the add
-            # page, those of the organizations the user administers (CONTRACT §6).
+            # page, those of the organizations the user administers.
             if obj is not None:
                 choices = Deployment.objects.filter(organization_id=obj.organization_id)
             else:

@@ -1,4 +1,4 @@
-"""Management API for keys and audit events (CONTRACT §5, §7): thin viewsets over keys/services.py."""
+"""Management API for keys and audit events: thin viewsets over keys/services.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Writing audit events (CONTRACT §7). Only keys/services.py calls this."""
+"""Writing audit events. Only keys/services.py calls this."""
 
 from datetime import UTC, datetime
 from typing import Any

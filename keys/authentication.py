@@ -1,4 +1,4 @@
-"""The one authentication class for API clients (CONTRACT §4).
+"""The one authentication class for API clients.
 
 `Authorization: Bearer <key>` or `X-Api-Key: <key>`. The typed prefix picks the
 table, so deployment keys are looked up among deployment keys only and global
@@ -38,22 +38,6 @@ class KeyAuth:
     key: VerifiedKey
     rate_limit: ratelimit.RateLimit | None = None
     target: Target | None = None  # the deployment the URL names, when a cold lookup read it
-
-    @property
-    def kind(self) -> str:
-        return self.key.kind
-
-    @property
-    def key_id(self) -> str:
-        return self.key.id
-
-    @property
-    def key_name(self) -> str:
-        return self.key.name
-
-    @property
-    def organization_slug(self) -> str:
-        return self.key.organization_slug
 
 
 class RateLimited(lib.exceptions.RateLimited):

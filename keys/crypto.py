@@ -1,4 +1,4 @@
-"""The key format (CONTRACT §3): typed prefix, 32 random base62 characters, base62 CRC32.
+"""The key format: typed prefix, 32 random base62 characters, base62 CRC32.
 
 Also the one other shape a key may have: an imported Unstract key, a UUID
 (CONTRACT §9). Pure functions, no ORM: everything here runs before (or instead

@@ -45,7 +45,7 @@ class DeploymentKeyForm(KeyForm):
 
 
 class GlobalKeyForm(KeyForm):
-    """`scope` stands for `allow_all_deployments`; `deployments` is the picker (CONTRACT §6).
+    """`scope` stands for `allow_all_deployments`; `deployments` is the picker.
 
     The picker's choices are set by the admin: the key's organization's
     deployments, or on the add page those of the organizations the user

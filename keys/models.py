@@ -1,7 +1,7 @@
 """Deployment keys, global keys, retired secrets and the audit trail.
 
 Only a key's sha256 digest is stored. Every write goes through keys/services.py;
-the model layer still guards the tenant boundary on its own (CONTRACT §1), so a
+the model layer still guards the tenant boundary on its own, so a
 shell session cannot link a global key to another organization's deployment.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -25,10 +25,6 @@ from deployments.models import Deployment
 from keys import crypto
 from lib.managers import AtomicCreateManager
 from organizations.models import Organization
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
 
 ALLOW_ALL_WITH_LIST = "allow_all_deployments=true cannot be combined with a list of deployments."
 FOREIGN_DEPLOYMENT = "Deployments must belong to the key's organization."
@@ -336,7 +332,3 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValidationError("Audit events cannot be deleted.")
-
-
-def user_label(user: AbstractBaseUser | None) -> str | None:
-    return user.get_username() if user is not None and user.is_authenticated else None

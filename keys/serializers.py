@@ -1,4 +1,4 @@
-"""Management API shapes for keys and audit events (CONTRACT §5, §7).
+"""Management API shapes for keys and audit events.
 
 Output and input are separate classes. Only the `Issued…` serializers, used
 by the create and rotate responses, have a `key` field.

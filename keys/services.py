@@ -260,7 +260,7 @@ def key_update(*, key: K, actor: Actor, ip_address: str | None = None, **changes
         if locked.allow_all_deployments:
             if new_deployments:
                 raise ValidationError({"deployments": ALLOW_ALL_WITH_LIST})
-            # A key that ends up opening everything keeps no list (CONTRACT §5).
+            # A key that ends up opening everything keeps no list.
             locked.deployments.clear()
         elif new_deployments is not None:
             _set_scope(locked, new_deployments)

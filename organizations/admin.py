@@ -1,4 +1,4 @@
-"""The admin for org admins (CONTRACT §6): everything is scoped by membership.
+"""The admin for org admins: everything is scoped by membership.
 
 `OrganizationScopedAdmin` is the base of every keyscope ModelAdmin. A staff
 user sees the objects of the organizations they belong to and changes those of

@@ -1,4 +1,4 @@
-"""Organization resolution and permissions for the management API (CONTRACT §5).
+"""Organization resolution and permissions for the management API.
 
 Everything under `/api/v1/orgs/<org_slug>/` answers, in this order:
 anonymous → 401 (with `WWW-Authenticate: Basic`); not a member of the

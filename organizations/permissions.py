@@ -1,4 +1,4 @@
-"""Who may do what in an organization (CONTRACT §5, §6): one place for both the API and the admin."""
+"""Who may do what in an organization: one place for both the API and the admin."""
 
 from __future__ import annotations
 
