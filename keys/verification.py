@@ -156,6 +156,11 @@ _last_touched: dict[str, datetime] = {}
 _LAST_USED_RESOLUTION = timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
 
 
+def forget_last_used() -> None:
+    """Forget when this worker last wrote each key's `last_used_at` (a fresh start)."""
+    _last_touched.clear()
+
+
 def touch_last_used(key: VerifiedKey, now: datetime | None = None) -> None:
     """Write `last_used_at` at most once a minute per key and worker, never once per request."""
     now = now or timezone.now()

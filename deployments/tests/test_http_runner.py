@@ -5,19 +5,11 @@ import socket
 import pytest
 from rest_framework.test import APIClient
 
-from deployments import encryption
 from deployments.models import Deployment, Execution
 from deployments.tests.factories import DeploymentFactory
-from deployments.tests.upstream_server import upstream  # noqa: F401  (fixture)
 from keys.models import DeploymentKey
 
 UPSTREAM_SECRET = "Bearer upstream-secret-for-tests"
-
-
-@pytest.fixture
-def encryption_keys(settings):
-    settings.KEYSCOPE_ENCRYPTION_KEYS = [encryption.generate_key()]
-    return settings.KEYSCOPE_ENCRYPTION_KEYS
 
 
 def http_deployment(org, upstream_url: str, **fields) -> Deployment:

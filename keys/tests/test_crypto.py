@@ -1,4 +1,4 @@
-"""The key format (CONTRACT §3), checked against an independent reading of the contract."""
+"""The key format, checked against an independent reading of the contract."""
 
 import ast
 import hashlib

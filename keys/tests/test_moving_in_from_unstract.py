@@ -28,7 +28,7 @@ from deployments.tests.factories import DeploymentFactory
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import imported_keys_rotate
-from keys.tests.conftest import execute
+from keys.tests.helpers import execute
 from keys.tests.test_authentication_status_table import later
 from organizations.models import Organization
 from organizations.tests.factories import OrganizationFactory

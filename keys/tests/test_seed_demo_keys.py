@@ -16,7 +16,7 @@ from deployments.models import Deployment
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import key_deactivate, key_revoke, key_update
-from keys.tests.conftest import assert_error, execute
+from keys.tests.helpers import assert_error, execute
 
 # Built from the format's constants, so no key-shaped literal is committed.
 KEY_PATTERN = re.compile(

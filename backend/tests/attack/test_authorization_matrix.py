@@ -1,4 +1,4 @@
-"""Who gets what, on every route: the authorization matrix is the spec (CONTRACT §4, §5, §6).
+"""Who gets what, on every route: the authorization matrix is the spec.
 
 Rows are every URL pattern under /api/ (found through Django's resolver) and
 the admin URLs of the key, deployment, execution and audit models (found
@@ -22,9 +22,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from deployments.models import Execution
 from keys.models import AuditEvent
-from keys.tests.conftest import bearer, execute
-
-from .conftest import basic, logged_in
+from keys.tests.helpers import basic, bearer, execute, logged_in
 
 # Personas, in column order.
 PERSONAS = [
@@ -37,7 +35,7 @@ PERSONAS = [
 ADMIN_MODELS = ["keys.DeploymentKey", "keys.GlobalApiDeploymentKey", "deployments.Deployment",
                 "deployments.Execution", "keys.AuditEvent"]
 
-# The spec. Key columns: 401 for every key that does not work (CONTRACT §4);
+# The spec. Key columns: 401 for every key that does not work;
 # user columns on the client API: 401 (no key). Management API: keys are not
 # credentials there (401); a non-member gets 404; a member reads (200) and may
 # not write (403). Admin: anyone not logged in as staff is sent to the login

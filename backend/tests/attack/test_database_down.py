@@ -24,10 +24,7 @@ import pytest
 
 from backend.middleware import SERVICE_UNAVAILABLE_BODY
 from backend.tests.subprocesses import BASE_DIR, clean_env, manage, production_secret_key
-from keys.tests.api.conftest import basic
-from keys.tests.limits.conftest import free_port
-
-from .conftest import needs, pg_binary
+from keys.tests.helpers import basic, free_port, needs, pg_binary
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from backend.wsgi import application
-
-from .conftest import basic
+from keys.tests.helpers import basic
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""Changing keys in the admin: every write goes through the key service and is audited (CONTRACT §6, §7)."""
+"""Changing keys in the admin: every write goes through the key service and is audited."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from django.utils import timezone
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import NAME_TAKEN, key_revoke
-from keys.tests.admin.conftest import DEPLOYMENT, GLOBAL, admin_url, full_keys_in, global_key_form
-from keys.tests.conftest import execute
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, execute, full_keys_in, global_key_form
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, RetiredSecret
 from keys.services import key_revoke
-from keys.tests.admin.conftest import DEPLOYMENT, GLOBAL, admin_url, full_keys_in
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, full_keys_in
 from keys.tests.factories import import_deployment_key, import_global_key
 
 pytestmark = pytest.mark.django_db

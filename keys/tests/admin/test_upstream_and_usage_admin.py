@@ -1,17 +1,15 @@
-"""The admin: a deployment's upstream with write-only credentials (issue 7), and a key's usage (issue 6)."""
+"""The admin: a deployment's upstream with write-only credentials, and a key's usage."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from cryptography.fernet import Fernet
 from django.db import connection
 from django.test import override_settings
 
 from deployments.models import Deployment
-from keys.tests.admin.conftest import DEPLOYMENT, GLOBAL, admin_url, full_keys_in
-from keys.tests.conftest import execute
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, execute, full_keys_in
 
 pytestmark = pytest.mark.django_db
 
@@ -21,10 +19,7 @@ OTHER_SECRET = "tenant-value-never-rendered-c4b8"
 HEADERS = {"Authorization": SECRET, "X-Tenant": OTHER_SECRET}
 
 
-@pytest.fixture(autouse=True)
-def encryption_keys():
-    with override_settings(KEYSCOPE_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
-        yield
+pytestmark = pytest.mark.usefixtures("encryption_keys")  # every test here may store credentials
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""A key's daily usage through the management API: `.../keys/<id>/usage/` and `global-keys/<id>/usage/` (issue 6)."""
+"""A key's daily usage through the management API: `.../keys/<id>/usage/` and `global-keys/<id>/usage/`."""
 
 import uuid
 from datetime import timedelta
@@ -9,8 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from keys.services import key_revoke
-from keys.tests.api.conftest import ORG_A
-from keys.tests.conftest import execute
+from keys.tests.helpers import ORG_A, execute
 from keys.usage import flush_usage
 
 

@@ -16,8 +16,8 @@ from django.test import override_settings
 
 from keys import ratelimit
 from keys.lookup import LOOKUPS, VerifiedKey
-from keys.tests.conftest import assert_error, execute
 from keys.tests.factories import issue_deployment_key
+from keys.tests.helpers import assert_error, execute
 from lib import counters
 
 pytestmark = pytest.mark.django_db
