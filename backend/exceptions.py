@@ -38,8 +38,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(SERVICE_UNAVAILABLE_BODY, status=503, headers=SERVICE_UNAVAILABLE_HEADERS)
     if isinstance(exc, DjangoValidationError):
         # Business rules raised by services and models keep the field -> messages form.
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        exc = exceptions.ValidationError(detail)
+        messages = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(messages)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

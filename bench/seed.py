@@ -12,7 +12,7 @@ RATE_LIMIT_ON = 1_000_000_000  # high enough never to answer 429: we measure the
 SCOPE_SIZE = 1_000
 
 
-def admin_connection():
+def admin_connection() -> Any:
     import psycopg
 
     return psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
@@ -51,8 +51,8 @@ def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
 
     from deployments.models import Deployment
     from keys import crypto
-    from keys.worker_state import forget_worker_state
     from keys.models import DeploymentKey, GlobalApiDeploymentKey
+    from keys.worker_state import forget_worker_state
     from organizations.models import Organization
 
     labels = ["organizations", "deployments", "keys"] + (["rest_framework_api_key"] if peer else [])

@@ -11,9 +11,10 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -28,7 +29,7 @@ from deployments.admin import DeploymentAdmin
 from deployments.models import Deployment
 from keys import crypto, usage
 from keys.forms import DeploymentKeyForm, GlobalKeyForm, RotateForm, RotateImportedForm
-from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyStatus
+from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyQuerySet, KeyStatus
 from keys.services import (
     KeyRevokedError,
     deployment_key_issue,
@@ -67,7 +68,8 @@ class StatusFilter(admin.SimpleListFilter):
         return [(status.value, status.label) for status in KeyStatus]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.with_status(self.value()) if self.value() in KeyStatus.values else queryset
+        status = self.value()
+        return cast(KeyQuerySet, queryset).with_status(status) if status in KeyStatus.values else queryset
 
 
 class GlobalScopeFilter(admin.SimpleListFilter):
@@ -165,7 +167,7 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
             cells,
         )
 
-    def get_fieldsets(self, request: HttpRequest, obj: ApiKey | None = None) -> list[tuple[str | None, dict[str, Any]]]:
+    def get_fieldsets(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
         # Declared, as UserAdmin declares its add_fieldsets: the add page has nothing yet of what
         # only a saved key has. Not `fieldsets`: the checks reject a many-to-many with its own
         # through model there, though the global key's form declares the field itself.
@@ -264,10 +266,12 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
             return super().response_add(request, obj, post_url_continue)
         return self.one_time_response(request, issued, title=f"New {self.opts.verbose_name}")
 
-    def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False, **kwargs: Any) -> Any:
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False, form_url: str = "", obj: Any = None
+    ) -> Any:
         # The add page answers with the one-time page, whatever the button.
         context.update(show_save_and_add_another=False, show_save_and_continue=not add)
-        return super().render_change_form(request, context, add=add, **kwargs)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         extra_context = dict(extra_context or {})
@@ -363,7 +367,7 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
             "opts": self.opts,
             "keys": keys,
             "action": action,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "changelist_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
             **extra,
         }
@@ -567,8 +571,7 @@ class DeploymentKeyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["name", "key_masked", "status", "expires_at", "last_used_at", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("name", "key_masked", "status", "expires_at", "last_used_at", "created_at")
 
     def has_view_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
         return request.user.is_staff  # shown only inside a deployment the user may view
@@ -612,7 +615,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
     list_select_related = ["organization"]
     search_fields = ["key_name", "actor_username"]
     date_hierarchy = "created_at"
-    fields = [
+    fields = readonly_fields = (
         "created_at",
         "organization",
         "action",
@@ -622,8 +625,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
         "actor_label",
         "ip_address",
         "changes_display",
-    ]
-    readonly_fields = fields
+    )
 
     @admin.display(description="key", ordering="key_name")
     def key_link(self, event: AuditEvent) -> str:

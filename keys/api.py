@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -19,7 +19,7 @@ from keys import (
     schema,  # noqa: F401  (registers the OpenAPI extensions)
     usage,
 )
-from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
+from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyQuerySet, KeyStatus
 from keys.serializers import (
     AuditEventFilterSerializer,
     AuditEventSerializer,
@@ -93,7 +93,7 @@ class KeyViewSet(OrganizationViewSet):
         if "is_active" in filters:
             queryset = queryset.filter(is_active=filters["is_active"])
         if "status" in filters:
-            queryset = queryset.with_status(filters["status"])
+            queryset = cast(KeyQuerySet, queryset).with_status(filters["status"])
         if filters.get("search"):
             queryset = queryset.filter(name__icontains=filters["search"])
         return self.paginated(queryset, self.serializer_class)
@@ -195,11 +195,10 @@ class DeploymentKeyViewSet(KeyViewSet):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication and permissions first
-        self.deployment = Deployment.objects.filter(
-            organization=self.organization, slug=self.kwargs["deployment_slug"]
-        ).first()
-        if self.deployment is None:
+        deployment = Deployment.objects.filter(organization=self.organization, slug=self.kwargs["deployment_slug"]).first()
+        if deployment is None:
             raise exceptions.NotFound(DEPLOYMENT_NOT_FOUND)
+        self.deployment = deployment
 
     def get_queryset(self) -> QuerySet:
         if self.is_schema_generation():

@@ -9,6 +9,7 @@ the contract's order: failed-auth throttle, key status, then the key's rate limi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
@@ -17,10 +18,10 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+import lib.exceptions
 from keys import ratelimit, usage
 from keys.lookup import VerifiedKey
 from keys.verification import Target, touch_last_used, verify
-import lib.exceptions
 from lib.net import client_ip
 
 FAILURE_DETAILS = {
@@ -106,6 +107,11 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"
+
+
+def key_auth(request: Request) -> KeyAuth:
+    """What a view guarded by HasApiKey learns of the calling key."""
+    return cast(KeyAuth, request.auth)
 
 
 class HasApiKey(BasePermission):

@@ -29,7 +29,7 @@ MASK_SEPARATOR = "\u2026"
 KIND_BY_PREFIX: dict[str, KeyKind] = {DEPLOYMENT_PREFIX: "deployment", GLOBAL_PREFIX: "global"}
 PREFIX_BY_KIND: dict[KeyKind, str] = {kind: prefix for prefix, kind in KIND_BY_PREFIX.items()}
 
-_BASE62_TAIL = re.compile(r"[0-9A-Za-z]{%d}" % (BODY_LENGTH + CHECKSUM_LENGTH))
+_BASE62_TAIL = re.compile(f"[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}")
 
 # An imported key: a UUID in its canonical 8-4-4-4-12 form, in any case (no braces, no urn:, no bare hex).
 UUID_KEY_LENGTH = 36

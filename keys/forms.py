@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from deployments.models import Deployment
 from keys.models import FOREIGN_DEPLOYMENT, DeploymentKey, GlobalApiDeploymentKey
@@ -24,8 +25,8 @@ SCOPE_CHOICES = [
 class DeploymentPicker(FilteredSelectMultiple):
     """filter_horizontal's widget, wrapped as the admin wraps it, so its label stays on the left."""
 
-    def render(self, *args: Any, **kwargs: Any) -> str:
-        return format_html('<div class="related-widget-wrapper">{}</div>', super().render(*args, **kwargs))
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
+        return format_html('<div class="related-widget-wrapper">{}</div>', super().render(name, value, attrs, renderer))
 
 
 class KeyForm(forms.ModelForm):
@@ -33,7 +34,7 @@ class KeyForm(forms.ModelForm):
         # Names are unique without regard to case. The key service checks it and
         # says so in words (the admin shows its answer on the form); left to the
         # model, the constraint would only give its own name.
-        exclusions = super()._get_validation_exclusions()
+        exclusions = super()._get_validation_exclusions()  # type: ignore[misc]
         exclusions.add("name")
         return exclusions
 
@@ -82,7 +83,8 @@ class GlobalKeyForm(KeyForm):
         return {"allow_all_deployments": allow_all, "deployments": [] if allow_all else list(self.cleaned_data["deployments"])}
 
     def clean(self) -> dict[str, Any]:
-        cleaned_data = super().clean()
+        super().clean()
+        cleaned_data = self.cleaned_data
         if "scope" not in cleaned_data or "deployments" not in cleaned_data:
             return cleaned_data
         deployments = list(cleaned_data["deployments"])

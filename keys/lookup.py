@@ -29,6 +29,7 @@ from keys.models import MODEL_BY_KIND, GlobalKeyDeployment, RetiredSecret
 from organizations.models import Organization
 
 
+
 @dataclass(frozen=True)
 class VerifiedKey:
     kind: crypto.KeyKind
@@ -89,8 +90,13 @@ class Column(NamedTuple):
     alias: str
     absent: bool = False
 
-    def sql(self, quote: Any) -> str:
+    def _field(self) -> models.Field[Any, Any]:
         field = self.model._meta.get_field(self.field)
+        assert isinstance(field, models.Field)  # a concrete column, never a reverse relation
+        return field
+
+    def sql(self, quote: Any) -> str:
+        field = self._field()
         if self.absent:
             # Typed, so that PostgreSQL can match it with the other kind's column across UNION ALL.
             return f"CAST(NULL AS {field.db_type(connection)})"
@@ -98,7 +104,7 @@ class Column(NamedTuple):
 
     def converters(self) -> tuple[Any, list[Any]]:
         """The column's Django converters, so raw rows read as the ORM would read them."""
-        column = self.model._meta.get_field(self.field).get_col(self.alias)
+        column = self._field().get_col(self.alias)
         return column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)
 
 
@@ -250,7 +256,7 @@ def _lookup_cursor() -> Any:
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        return connection._prepare_cursor(_preparing_cursor_class()(connection.connection))
+        return connection._prepare_cursor(_preparing_cursor_class()(connection.connection))  # type: ignore[attr-defined]
 
 
 @functools.cache
@@ -265,14 +271,14 @@ def _preparing_cursor_class() -> type:
 
         @property
         def query(self) -> bytes:
-            return connection.ops.compose_sql(self.sql, self.params).encode()
+            return connection.ops.compose_sql(self.sql, self.params).encode()  # type: ignore[attr-defined]
 
     class PreparingCursor(psycopg.Cursor):
         """Binds parameters on the server and has psycopg prepare each statement on its first run."""
 
         def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None) -> Any:
             result = super().execute(query, params, prepare=True, binary=binary)
-            self._query = LoggedQuery(query, params)
+            self._query = LoggedQuery(query, params)  # type: ignore[assignment]
             return result
 
     return PreparingCursor

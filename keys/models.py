@@ -170,7 +170,9 @@ class GlobalApiDeploymentKey(ApiKey):
     allow_all_deployments = models.BooleanField(
         default=False, help_text="Open every deployment of the organization, current and future."
     )
-    deployments = models.ManyToManyField(Deployment, through="GlobalKeyDeployment", related_name="global_keys", blank=True)
+    deployments: models.ManyToManyField[Deployment, GlobalKeyDeployment] = models.ManyToManyField(
+        Deployment, through="GlobalKeyDeployment", related_name="global_keys", blank=True
+    )
 
     class Meta(ApiKey.Meta):
         verbose_name = "global API deployment key"
@@ -213,6 +215,9 @@ class GlobalKeyDeployment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["key", "deployment"], name="global_key_deployment_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.key} opens {self.deployment}"
 
     def clean(self) -> None:
         check_scope_link(self.key, [self.deployment])

@@ -55,14 +55,14 @@ class KeySerializer(serializers.ModelSerializer):
     )
     status = serializers.ChoiceField(choices=KeyStatus.choices, read_only=True)
     format = serializers.ChoiceField(choices=KeyFormat.choices, read_only=True, help_text=KEY_FORMAT_HELP)
-    created_by = serializers.SlugRelatedField(
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True,
         help_text="The username of who created the key; null for the system."
     )
 
 
 class DeploymentKeySerializer(KeySerializer):
-    deployment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    deployment: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
         model = DeploymentKey
@@ -107,7 +107,7 @@ class IssuedGlobalKeySerializer(IssuedKeyMixin, GlobalKeySerializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     # The same choice set as Execution.key_kind, so the schema has one KeyKind enum.
     key_kind = serializers.ChoiceField(choices=Execution.KeyKind.choices, read_only=True)
     actor = serializers.SerializerMethodField(help_text="The username of who acted; null for the system.")

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -30,10 +29,10 @@ from keys.models import (
     RetiredSecret,
 )
 from lib.exceptions import Conflict
+from lib.users import Actor, authenticated_user
 from lib.validation import clean_name
 from organizations.models import Organization
 
-Actor = AbstractBaseUser | AnonymousUser | None
 K = TypeVar("K", bound=ApiKey)
 
 MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600
@@ -53,8 +52,6 @@ class KeyRevokedError(Conflict):
     default_code = "key_revoked"
 
 
-def _user(actor: Actor) -> AbstractBaseUser | None:
-    return actor if actor is not None and actor.is_authenticated else None
 
 
 
@@ -118,7 +115,7 @@ def _create(
     New and imported keys alike; nothing here sets an expiry, so an imported key keeps the none it had.
     """
     key.digest, key.last4, key.format = secret.digest, secret.last4, secret.format
-    key.created_by = key.modified_by = _user(actor)
+    key.created_by = key.modified_by = authenticated_user(actor)
     key.name = clean_name(key.name, max_length=NAME_MAX_LENGTH)
     validate_expiry(key.expires_at)
     _save(key)
@@ -264,7 +261,7 @@ def key_update(*, key: K, actor: Actor, ip_address: str | None = None, **changes
             locked.deployments.clear()
         elif new_deployments is not None:
             _set_scope(locked, new_deployments)
-    locked.modified_by = _user(actor)
+    locked.modified_by = authenticated_user(actor)
     _save(locked)
 
     diff = {
@@ -322,10 +319,10 @@ def key_rotate(*, key: K, actor: Actor, grace_period_seconds: int = 0, ip_addres
         valid_until=now + timedelta(seconds=grace_period_seconds),
     )
     old_masked, old_format = locked.key_masked, locked.format
-    # An imported UUID is replaced by a keyscope secret of the key's kind (CONTRACT §9).
+    # An imported UUID is replaced by a keyscope secret of the key's kind.
     full_key, secret = crypto.new_secret(locked.KIND)
     locked.digest, locked.last4, locked.format = secret.digest, secret.last4, secret.format
-    locked.modified_by = _user(actor)
+    locked.modified_by = authenticated_user(actor)
     locked.save(update_fields=["digest", "last4", "format", "modified_by", "modified_at"])
     changes: dict[str, tuple[Any, Any]] = {
         "key_masked": (old_masked, locked.key_masked),
@@ -345,7 +342,7 @@ def key_revoke(*, key: K, actor: Actor, ip_address: str | None = None) -> K:
         return locked
     now = timezone.now()
     locked.revoked_at = now
-    locked.modified_by = _user(actor)
+    locked.modified_by = authenticated_user(actor)
     locked.save(update_fields=["revoked_at", "modified_by", "modified_at"])
     _end_grace(locked, now)
     audit_record(

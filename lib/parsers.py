@@ -1,5 +1,6 @@
 import io
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -59,7 +60,7 @@ def check_storable(data: Any) -> None:
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, with the body size and nesting bounded: 413 or 400 instead of a 500."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         request = (parser_context or {}).get("request")
         check_body_size(request.META.get("CONTENT_LENGTH") if request is not None else None)
         body = stream.read(settings.KEYSCOPE_MAX_BODY_BYTES + 1)

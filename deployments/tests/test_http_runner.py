@@ -13,7 +13,7 @@ UPSTREAM_SECRET = "Bearer upstream-secret-for-tests"
 
 
 def http_deployment(org, upstream_url: str, **fields) -> Deployment:
-    deployment = DeploymentFactory(organization=org, slug="model", runner=Deployment.Runner.HTTP, **fields)
+    deployment = DeploymentFactory.create(organization=org, slug="model", runner=Deployment.Runner.HTTP, **fields)
     deployment.upstream_url = upstream_url
     deployment.full_clean()
     deployment.save()

@@ -1,7 +1,7 @@
 """The audit trail: one event per write, the contract's fields, never a secret, append-only."""
 
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 from datetime import timezone as dt_timezone
 
 import pytest
@@ -229,4 +229,4 @@ def test_audit_times_are_written_in_utc(org_a):
     )
     recorded = AuditEvent.objects.get(key_id=key.id, action="created").changes["expires_at"][1]
     assert recorded.endswith("Z")
-    assert recorded[:19] == in_two_hours_elsewhere.astimezone(dt_timezone.utc).isoformat()[:19]
+    assert recorded[:19] == in_two_hours_elsewhere.astimezone(UTC).isoformat()[:19]

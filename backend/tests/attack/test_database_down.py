@@ -78,6 +78,7 @@ class OwnPostgres:
 def own_postgres() -> Iterator[OwnPostgres]:
     initdb, pg_ctl = pg_binary("initdb"), pg_binary("pg_ctl")
     needs("DATABASE OUTAGE", bool(initdb and pg_ctl), "needs PostgreSQL's initdb and pg_ctl (apt-get install postgresql)")
+    assert initdb is not None and pg_ctl is not None
     # Not tmp_path: pytest's base folder is private to root, and the server may run as nobody.
     root = Path(tempfile.mkdtemp(prefix="keyscope-db-down-"))
     root.chmod(0o755)

@@ -12,7 +12,7 @@ import base64
 
 import pytest
 
-from keys.tests.api.conftest import ORG_A
+from keys.tests.helpers import ORG_A
 from organizations.tests.factories import TEST_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +48,7 @@ SPELLINGS = {
     "fullwidth": lambda u, p: "Basic " + credentials(u.translate(FULLWIDTH), p),
     "capitals": lambda u, p: "Basic " + credentials(u.upper(), p),
 }
-FULLWIDTH = {ord(c): ord(c) + 0xFEE0 for c in "abcdefghijklmnopqrstuvwxyz-"}
+FULLWIDTH: dict[int, int] = {ord(c): ord(c) + 0xFEE0 for c in "abcdefghijklmnopqrstuvwxyz-"}
 # The spellings that name another user than the one Django authenticates from them.
 NOT_THE_SAME_USER = {"latin-1-username"}
 

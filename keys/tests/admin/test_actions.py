@@ -213,7 +213,9 @@ def test_the_deployment_key_list_shows_its_scope_as_a_count_and_the_deployment_i
     assert [k.pk for k in sorted_page.context["cl"].result_list] == [key.pk]
 
 
-@pytest.mark.parametrize(("status", "expected"), [("active", {"fresh"}), ("inactive", {"off"}), ("expired", {"old"}), ("revoked", {"gone"})])
+@pytest.mark.parametrize(
+    ("status", "expected"), [("active", {"fresh"}), ("inactive", {"off"}), ("expired", {"old"}), ("revoked", {"gone"})]
+)
 def test_the_status_filter(client_a, org_a, status, expected):
     from keys.tests.factories import issue_global_key
 

@@ -67,7 +67,7 @@ def foreign_urls(objects: dict, deployment_b1) -> list[str]:
         admin_url(GLOBAL, "history", global_b.pk),
         admin_url(DEPLOYMENT, "change", key_b.pk),
         admin_url(DEPLOYMENT, "delete", key_b.pk),
-        admin_url("auditevent", "change", event_b.pk),
+        admin_url("auditevent", "change", event_b.pk),  # type: ignore[union-attr]  # global_b was created, so audited
         admin_url("deployment", "change", deployment_b1.pk, app="deployments"),
         admin_url("deployment", "delete", deployment_b1.pk, app="deployments"),
         admin_url("execution", "change", execution_b.pk, app="deployments"),

@@ -130,7 +130,8 @@ def test_new_headers_are_stored_encrypted_and_never_rendered(client_a, deploymen
         cursor.execute("SELECT * FROM deployments_deployment WHERE id = %s", [deployment_a1.pk])
         row = repr(cursor.fetchone())
     assert SECRET not in row and OTHER_SECRET not in row
-    for page in (client_a.get(response.url), client_a.get(change_url(deployment_a1)), client_a.get(admin_url("deployment", "changelist", app="deployments"))):
+    changelist = admin_url("deployment", "changelist", app="deployments")
+    for page in (client_a.get(response.url), client_a.get(change_url(deployment_a1)), client_a.get(changelist)):
         assert page.status_code == 200
         assert_no_secret(page)
     history = client_a.get(admin_url("deployment", "history", deployment_a1.pk, app="deployments"))

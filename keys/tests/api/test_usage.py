@@ -94,7 +94,9 @@ def test_an_outsider_and_anonymous_cannot_read_usage(other_admin_client, anonymo
     assert anonymous_client.get(url).status_code == 401
 
 
-def test_usage_follows_the_404_rules_of_the_key_detail(admin_client, other_admin_client, deployment_key_a1, deployment_a2, global_all_key_b):
+def test_usage_follows_the_404_rules_of_the_key_detail(
+    admin_client, other_admin_client, deployment_key_a1, deployment_a2, global_all_key_b
+):
     key, _ = deployment_key_a1
     missing = uuid.uuid4()
     not_found = [

@@ -86,6 +86,7 @@ class Server:
         )
 
     def wait_healthy(self) -> None:
+        assert self.process is not None, "start() first"
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
