@@ -23,7 +23,7 @@ OWN_LOGGERS = "keyscope."
 
 def redact(text: str, *, uuids: bool = True) -> str:
     """`text` without any key: a keyscope key (a client that put one in a URL, say) and, unless
-    `uuids` is false, anything shaped like an imported UUID key (CONTRACT §9)."""
+    `uuids` is false, anything shaped like an imported UUID key."""
     text = crypto.KEYSCOPE_KEY_IN_TEXT.sub(lambda match: match.group(0)[:4] + "[redacted]", text)
     if uuids:
         text = crypto.UUID_KEY_IN_TEXT.sub("[redacted uuid]", text)

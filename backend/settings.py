@@ -241,7 +241,7 @@ KEYSCOPE_DEFAULT_RATE_LIMIT_PER_MINUTE = env.int("KEYSCOPE_DEFAULT_RATE_LIMIT_PE
 KEYSCOPE_FAILED_AUTH_PER_MINUTE = env.int("KEYSCOPE_FAILED_AUTH_PER_MINUTE", default=60)
 # Lookups of keys not verified yet that a throttled address may still cost, per minute (README "Limits").
 KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE = env.int("KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE", default=60)
-# A UUID may be a key imported from Unstract (CONTRACT §9); false refuses every UUID without a query.
+# A UUID may be a key imported from Unstract; false refuses every UUID without a query.
 KEYSCOPE_ACCEPT_UUID_KEYS = env.bool("KEYSCOPE_ACCEPT_UUID_KEYS", default=True)
 KEYSCOPE_TRUSTED_PROXIES = env.list("KEYSCOPE_TRUSTED_PROXIES", default=[])
 KEYSCOPE_RATELIMIT_FAIL_OPEN = env.bool("KEYSCOPE_RATELIMIT_FAIL_OPEN", default=True)

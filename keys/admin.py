@@ -310,13 +310,13 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         return self._one_key_action(request, object_id, self.revoke_keys)
 
     def rotate_imported_view(self, request: HttpRequest) -> HttpResponse:
-        """Rotate every imported key (both kinds) of one organization the user administers (CONTRACT §9)."""
+        """Rotate every imported key (both kinds) of one organization the user administers."""
         if not self.has_change_permission(request):
             raise PermissionDenied
         administered = self.choices_for(Organization, request)
         pending: dict[Organization, list[ApiKey]] = {}
         for key in imported_keys(organizations=Organization.objects.all() if administered is None else administered):
-            pending.setdefault(key.organization, []).append(key)
+            pending.setdefault(key.organization, []).append(key)  # type: ignore[attr-defined]  # both kinds have one
         lone = next(iter(pending)).pk if len(pending) == 1 else None  # chosen already; ?organization= picks one
         form = RotateImportedForm(
             request.POST if request.method == "POST" else None,

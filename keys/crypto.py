@@ -1,7 +1,7 @@
 """The key format: typed prefix, 32 random base62 characters, base62 CRC32.
 
-Also the one other shape a key may have: an imported Unstract key, a UUID
-(CONTRACT §9). Pure functions, no ORM: everything here runs before (or instead
+Also the one other shape a key may have: an imported Unstract key, a UUID.
+Pure functions, no ORM: everything here runs before (or instead
 of) a query.
 """
 
@@ -142,7 +142,7 @@ def well_formed(candidate: str, *, accept_uuid_keys: bool) -> Candidate | None:
     """The one decision of whether a string may be a key at all, before any query.
 
     A keyscope key needs its prefix, alphabet and checksum. A UUID may be an
-    imported key (CONTRACT §9) when the server accepts them
+    imported key when the server accepts them
     (`KEYSCOPE_ACCEPT_UUID_KEYS`, which the caller reads); it is then hashed in
     its canonical lowercase form, so any case finds the same key.
     """

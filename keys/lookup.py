@@ -1,7 +1,7 @@
 """The cold key lookup: one hand-written query that finds a digest among current and rotated-out secrets.
 
 A keyscope key's prefix names its kind, so it is looked up among that kind's keys
-only. An imported UUID (CONTRACT §9) has no prefix: it is looked up among
+only. An imported UUID has no prefix: it is looked up among
 deployment keys and global keys in the same statement, deployment keys first.
 
 Cold requests skip the ORM's query building (about as costly as the database
@@ -27,7 +27,6 @@ from deployments.models import Deployment
 from keys import crypto
 from keys.models import MODEL_BY_KIND, GlobalKeyDeployment, RetiredSecret
 from organizations.models import Organization
-
 
 
 @dataclass(frozen=True)
@@ -199,7 +198,7 @@ class KeyLookupQuery:
             selected += _TARGET_COLUMNS
         sql = " UNION ALL ".join(self._branches(kind, with_target) for kind in self.kinds)
         if len(self.kinds) > 1:
-            # Deployment keys first (CONTRACT §4, §9): the kind's name, the last column, sorts them so.
+            # Deployment keys first: the kind's name, the last column, sorts them so.
             sql += f" ORDER BY {len(selected) + int(with_target) + 2}"
         converters = [(column.name, column.converters()) for column in selected]
         if with_target:

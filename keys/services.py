@@ -196,7 +196,7 @@ def deployment_key_import(
     is_active: bool = True,
     actor: Actor = None,
 ) -> DeploymentKey:
-    """Store a deployment key imported from Unstract (CONTRACT §9): its UUID's digest, under a new key's rules."""
+    """Store a deployment key imported from Unstract: its UUID's digest, under a new key's rules."""
     key = DeploymentKey(deployment=deployment, name=name, description=description, is_active=is_active)
     return _create(key, secret=secret, actor=actor, ip_address=None)
 
@@ -213,7 +213,7 @@ def global_key_import(
     is_active: bool = True,
     actor: Actor = None,
 ) -> GlobalApiDeploymentKey:
-    """Store a global key imported from Unstract (CONTRACT §9), with its scope, under a new key's rules."""
+    """Store a global key imported from Unstract, with its scope, under a new key's rules."""
     key = GlobalApiDeploymentKey(
         organization=organization,
         name=name,
@@ -386,7 +386,7 @@ def imported_keys_rotate(
 ) -> list[tuple[ApiKey, str]]:
     """Rotate every imported key of an organization, each as key_rotate does: all of them, or none.
 
-    This is how an organization retires its UUIDs (CONTRACT §9): each key gets a
+    This is how an organization retires its UUIDs: each key gets a
     keyscope secret of its kind, and its UUID works for the grace period.
     """
     return [

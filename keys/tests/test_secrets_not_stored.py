@@ -1,17 +1,15 @@
 """No full key, and no key body, in any stored row, any log line or any SQL sent to the database."""
 
-import uuid
-from backend.logging import redact
-
-
 import io
 import logging
+import uuid
 
 import pytest
 from django.apps import apps
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from backend.logging import redact
 from keys.services import key_deactivate, key_revoke, key_rotate, key_update
 from keys.tests.factories import issue_deployment_key, issue_global_key
 from keys.tests.helpers import bearer, execute, execution_url
