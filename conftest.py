@@ -1,33 +1,27 @@
 """Personas shared by every app's tests, in the healthchecks way.
 
 org A has an admin (a staff user) and a member; org B has an admin; a
-superuser belongs to no organization. Keys of each kind are added by the
-keys app's own fixtures.
+superuser belongs to no organization. Deployments and keys of each kind come
+from keys/tests/fixtures.py, the `upstream` test server from
+deployments/tests/upstream_server.py; helpers are imported from
+keys/tests/helpers.py.
 """
 
 import pytest
-from django.core.cache import cache
 
-from keys import ratelimit, usage, verification, verification_cache
+from keys.worker_state import forget_worker_state
 from organizations.models import Membership
 from organizations.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
-
-def _forget_everything() -> None:
-    usage.flush_usage()  # drain this process's buffer before the store is emptied
-    cache.clear()  # with Redis, a FLUSHDB: rate-limit and usage counters too
-    verification_cache.local_cache.clear()
-    verification._last_touched.clear()
-    ratelimit.forget_leases()
-    ratelimit.forget_throttled()
+pytest_plugins = ["keys.tests.fixtures", "deployments.tests.upstream_server"]
 
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
     """Rate-limit counters and cached lookups must not leak from one test into the next."""
-    _forget_everything()
+    forget_worker_state()
     yield
-    _forget_everything()
+    forget_worker_state()
 
 
 @pytest.fixture
@@ -64,3 +58,11 @@ def admin_b(org_b):
 @pytest.fixture
 def superuser(db):
     return UserFactory(username="superuser", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def staff_member_a(member_a):
+    """member-a, made staff: the admin's read-only persona."""
+    member_a.is_staff = True
+    member_a.save(update_fields=["is_staff"])
+    return member_a

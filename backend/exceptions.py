@@ -1,4 +1,4 @@
-"""One exception handler, one error shape (CONTRACT §4).
+"""One exception handler, one error shape.
 
 Validation errors keep DRF's `{"<field>": ["<message>", ...]}` form; every
 other error is `{"detail": "<sentence>", "code": "<code>"}`.
@@ -43,8 +43,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.PermissionDenied()
     if isinstance(exc, DjangoValidationError):
         # Business rules raised by services and models keep the field -> messages form.
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        exc = exceptions.ValidationError(detail)
+        messages = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(messages)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -1,4 +1,4 @@
-"""Log plumbing: every line names its request (CONTRACT §2), and no line holds a key (CONTRACT §3)."""
+"""Log plumbing: every line names its request, and no line holds a key."""
 
 import logging
 import logging.config
@@ -25,7 +25,7 @@ OWN_LOGGERS = "keyscope."
 
 def redact(text: str, *, uuids: bool = True) -> str:
     """`text` without any key: a keyscope key (a client that put one in a URL, say) and, unless
-    `uuids` is false, anything shaped like an imported UUID key (CONTRACT §9)."""
+    `uuids` is false, anything shaped like an imported UUID key."""
     text = crypto.KEYSCOPE_KEY_IN_TEXT.sub(lambda match: match.group(0)[:4] + "[redacted]", text)
     if uuids:
         text = crypto.UUID_KEY_IN_TEXT.sub("[redacted uuid]", text)
@@ -36,7 +36,7 @@ _TRACEBACKS = logging.Formatter()
 
 
 class RedactKeysFilter(logging.Filter):
-    """The application never logs a key (CONTRACT §3), whatever logged it and however.
+    """The application never logs a key, whatever logged it and however.
 
     The message, the traceback and the stack are redacted on the record itself,
     so no handler or formatter can write them unredacted. The traceback is

@@ -16,7 +16,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
 # A bare `pytest` (or `manage.py test`, which runs it) must work without any
-# variable set (STYLE §7). `manage.py test` loads settings before pytest.
+# variable set. `manage.py test` loads settings before pytest.
 TESTING = "pytest" in sys.modules or sys.argv[1:2] == ["test"]
 
 env = environ.Env()
@@ -253,7 +253,7 @@ KEYSCOPE_DEFAULT_RATE_LIMIT_PER_MINUTE = env.int("KEYSCOPE_DEFAULT_RATE_LIMIT_PE
 KEYSCOPE_FAILED_AUTH_PER_MINUTE = env.int("KEYSCOPE_FAILED_AUTH_PER_MINUTE", default=60)
 # Lookups of keys not verified yet that a throttled address may still cost, per minute (README "Limits").
 KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE = env.int("KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE", default=60)
-# A UUID may be a key imported from Unstract (CONTRACT §9); false refuses every UUID without a query.
+# A UUID may be a key imported from Unstract; false refuses every UUID without a query.
 KEYSCOPE_ACCEPT_UUID_KEYS = env.bool("KEYSCOPE_ACCEPT_UUID_KEYS", default=True)
 KEYSCOPE_TRUSTED_PROXIES = env.list("KEYSCOPE_TRUSTED_PROXIES", default=[])
 KEYSCOPE_RATELIMIT_FAIL_OPEN = env.bool("KEYSCOPE_RATELIMIT_FAIL_OPEN", default=True)
@@ -273,7 +273,7 @@ KEYSCOPE_REDIS_TIMEOUT_SECONDS = env.float("KEYSCOPE_REDIS_TIMEOUT_SECONDS", def
 KEYSCOPE_LOGIN_FAILURES_PER_MINUTE = env.int("KEYSCOPE_LOGIN_FAILURES_PER_MINUTE", default=10)
 KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE = env.int("KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE", default=30)
 
-# keyscope: HTTP upstreams (issue 7) -----------------------------------------
+# keyscope: HTTP upstreams -----------------------------------------
 # Fernet keys for upstream credentials: the first encrypts, all decrypt. Put a
 # new key first, run `manage.py reencrypt_upstream_credentials`, then drop the
 # old one. Unset is fine until a deployment stores credentials.

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from backend.health import healthz
 from keys.views import ExecuteView, ExecutionDetailView, KeyIntrospectionView
 
-# Paths answer with and without their trailing slash (CONTRACT §2).
+# Paths answer with and without their trailing slash.
 DEPLOYMENT = r"^api/v1/deployments/(?P<org_slug>[^/]+)/(?P<deployment_slug>[^/]+)"
 
 handler404 = "backend.exceptions.page_not_found"

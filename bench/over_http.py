@@ -105,7 +105,7 @@ class Server:
         self.log.close()
 
 
-def run_wrk(url: str, variant: Variant, seconds: float, connections: int) -> dict[str, float]:
+def run_wrk(url: str, variant: Variant, seconds: float, connections: int) -> dict[str, Any]:
     env = {
         **os.environ,
         "BENCH_METHOD": variant.method,
@@ -134,7 +134,7 @@ def run_wrk(url: str, variant: Variant, seconds: float, connections: int) -> dic
     }
 
 
-def run_python_load(url: str, variant: Variant, seconds: float, connections: int) -> dict[str, float]:
+def run_python_load(url: str, variant: Variant, seconds: float, connections: int) -> dict[str, Any]:
     """The bounded fallback when wrk is missing: keep-alive connections in threads, for `seconds`."""
     import http.client
 

@@ -124,7 +124,7 @@ def targets_lines(scales: list[tuple[dict, dict, dict | None]]) -> list[str]:
             measured = [inproc[vid]["ratio"]] + ([http[vid]["ratio"]] if http else [])
             lines.append(
                 f"| `{vid}` ≥ {goal:.2f}× | {scale} | {inproc[vid]['ratio']:.2f} | "
-                f"{_fmt(http and http[vid]['ratio'], '.2f')} | {_fmt(http and http[vid]['cpu_ratio'], '.2f')} | "
+                f"{_fmt(http[vid]['ratio'] if http else None, '.2f')} | {_fmt(http[vid]['cpu_ratio'] if http else None, '.2f')} | "
                 f"{verdict(min(measured) >= goal)} |"
             )
         for vid, goal in (("dep-warm", 0), ("global-scope-warm", 0), ("junk", 0)):

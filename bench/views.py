@@ -6,6 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from keys.authentication import key_auth
 from keys.views import ClientAPIView, resolve_deployment
 
 BODY = {"ok": True}
@@ -26,7 +27,7 @@ class KeyscopeView(ClientAPIView):
     """The full client key check (header, lookup, status, rate limit, deployment, scope), no Execution insert."""
 
     def get(self, request: Request, org_slug: str, deployment_slug: str) -> Response:
-        resolve_deployment(request.auth, org_slug, deployment_slug)
+        resolve_deployment(key_auth(request), org_slug, deployment_slug)
         return Response(BODY)
 
 

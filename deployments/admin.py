@@ -1,4 +1,4 @@
-"""Deployments and executions in the admin, scoped to the user's organizations (CONTRACT §6)."""
+"""Deployments and executions in the admin, scoped to the user's organizations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from django import forms
 from django.contrib import admin
 from django.db import models
 from django.db.models import QuerySet
-from django.forms import ModelForm
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -71,7 +70,8 @@ class DeploymentAdminForm(forms.ModelForm):
             raise forms.ValidationError(error.message_dict["upstream_headers"]) from None
 
     def clean(self) -> dict[str, Any]:
-        cleaned_data = super().clean()
+        super().clean()
+        cleaned_data = self.cleaned_data
         if cleaned_data.get("clear_upstream_headers") and cleaned_data.get("upstream_headers"):
             self.add_error("clear_upstream_headers", "Either enter new headers or clear the stored ones, not both.")
         return cleaned_data
@@ -105,7 +105,7 @@ class DeploymentAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
     list_select_related = ["organization"]
     search_fields = ["slug", "name"]
 
-    def get_fieldsets(self, request: HttpRequest, obj: Deployment | None = None) -> list[tuple[str | None, dict[str, Any]]]:
+    def get_fieldsets(self, request: HttpRequest, obj: Deployment | None = None) -> Any:
         upstream = [field for field in SHOWN_FIELDS if field in UPSTREAM_FIELDS]
         upstream.append("stored_upstream_headers")
         # Only where they can be written: shown read-only, "upstream_headers" would
@@ -141,7 +141,7 @@ class DeploymentAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         url = reverse("admin:deployments_execution_changelist") + f"?deployment__id__exact={deployment.pk}"
         return format_html('<a href="{}">Executions of this deployment</a>', url)
 
-    def save_model(self, request: HttpRequest, obj: Deployment, form: ModelForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Deployment, form: Any, change: bool) -> None:
         data = form.cleaned_data
         if change:
             changes = {field: data[field] for field in EDITABLE_FIELDS if field in form.changed_data}
@@ -163,7 +163,7 @@ class DeploymentAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         for deployment in self.administered(request, queryset):
             self.delete_model(request, deployment)
 
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, set[str], Any]:
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         # The right to delete a deployment is the right to delete its keys and
         # executions (the service does it); only the deployments are checked.
         deleted, counts, _, protected = super().get_deleted_objects(objs, request)

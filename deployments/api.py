@@ -1,4 +1,4 @@
-"""Management API for deployments and executions (CONTRACT §5): thin viewsets over deployments/services.py."""
+"""Management API for deployments and executions: thin viewsets over deployments/services.py."""
 
 from __future__ import annotations
 

@@ -9,8 +9,12 @@ from django.db import models
 from deployments import encryption
 from deployments.signals import organization_changing
 from deployments.upstream import validate_upstream_headers, validate_upstream_url
+from lib.managers import AtomicCreateManager
 from organizations.models import Organization
 
+SLUG_MAX_LENGTH = 100
+NAME_MAX_LENGTH = 200
+UPSTREAM_URL_MAX_LENGTH = 2000
 MIN_TIMEOUT_SECONDS = 1
 MAX_TIMEOUT_SECONDS = 300
 
@@ -26,13 +30,13 @@ class Deployment(models.Model):
     SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"upstream_headers_encrypted"})
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deployments")
-    slug = models.SlugField(max_length=100, help_text="Part of the URL; fixed once created.")
-    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=SLUG_MAX_LENGTH, help_text="Part of the URL; fixed once created.")
+    name = models.CharField(max_length=NAME_MAX_LENGTH)
     description = models.TextField(blank=True, default="")
     is_active = models.BooleanField(default=True)
     runner = models.CharField(max_length=16, choices=Runner.choices, default=Runner.ECHO)
     upstream_url = models.URLField(
-        max_length=2000,
+        max_length=UPSTREAM_URL_MAX_LENGTH,
         blank=True,
         default="",
         validators=[validate_upstream_url],
@@ -50,6 +54,9 @@ class Deployment(models.Model):
     upstream_header_names = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     modified_at = models.DateTimeField(auto_now=True)
+
+    # `key.deployments.create(...)` stores nothing when the tenant guard refuses the link.
+    objects = AtomicCreateManager()
 
     class Meta:
         constraints = [
@@ -92,7 +99,7 @@ class Deployment(models.Model):
             return {}
         errors: dict[str, str] = {}
         for _receiver, answer in organization_changing.send(sender=Deployment, deployment=self):
-            errors.update(answer or {})
+            errors.update(answer)  # type: ignore[arg-type]  # each receiver answers a dict
         return errors
 
     @property

@@ -11,7 +11,7 @@ import logging
 import re
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -46,7 +46,6 @@ class RunOutcome:
     http_status: int = 200
     code: str = ""
     detail: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Runner(Protocol):

@@ -1,11 +1,21 @@
-"""Management API shapes for deployments and executions (CONTRACT §5)."""
+"""Management API shapes for deployments and executions."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
-from deployments.models import MAX_TIMEOUT_SECONDS, MIN_TIMEOUT_SECONDS, Deployment, Execution
-from deployments.services import NAME_MAX_LENGTH, SLUG_FIXED
+from deployments.models import (
+    MAX_TIMEOUT_SECONDS,
+    MIN_TIMEOUT_SECONDS,
+    NAME_MAX_LENGTH,
+    SLUG_MAX_LENGTH,
+    UPSTREAM_URL_MAX_LENGTH,
+    Deployment,
+    Execution,
+)
+from deployments.services import SLUG_FIXED
 from lib.serializers import InputSerializer, StrictBooleanField, StrictCharField, StrictIntegerField
 
 
@@ -44,7 +54,7 @@ class DeploymentUpdateSerializer(InputSerializer):
     is_active = StrictBooleanField(required=False)
     runner = serializers.ChoiceField(choices=Deployment.Runner.choices, required=False)
     upstream_url = serializers.URLField(
-        max_length=Deployment._meta.get_field("upstream_url").max_length,
+        max_length=UPSTREAM_URL_MAX_LENGTH,
         required=False,
         allow_blank=True,
         help_text="Where the http runner posts the request body: http or https, and not an internal address "
@@ -68,7 +78,7 @@ class DeploymentUpdateSerializer(InputSerializer):
 
 class DeploymentCreateSerializer(DeploymentUpdateSerializer):
     slug = serializers.SlugField(
-        max_length=Deployment._meta.get_field("slug").max_length,
+        max_length=SLUG_MAX_LENGTH,
         help_text="Letters, digits, hyphens and underscores; part of the URL, fixed once created.",
     )
 
@@ -80,7 +90,7 @@ class DeploymentCreateSerializer(DeploymentUpdateSerializer):
 
 
 class ExecutionSerializer(serializers.ModelSerializer):
-    deployment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    deployment: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     # A plain string in the schema: `status` is the keys' status enum there.
     status = serializers.CharField(read_only=True, help_text="`COMPLETED` or `FAILED`.")
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from deployments import encryption
-from deployments.models import Deployment, Execution
+from deployments.models import NAME_MAX_LENGTH, Deployment, Execution
 from deployments.runners import RunContext, get_runner
 from deployments.signals import deployment_deleting
+from lib.users import Actor
 from lib.validation import clean_name
 from organizations.models import Organization
-
-Actor = AbstractBaseUser | AnonymousUser | None
 
 # `upstream_headers` is write-only: a map of header name to value, stored encrypted;
 # None or {} clears the stored map, and leaving it out keeps it.
@@ -24,7 +22,6 @@ UPSTREAM_FIELDS = frozenset({"runner", "upstream_url", "timeout_seconds"})
 UPDATABLE_FIELDS = frozenset({"name", "description", "is_active", *UPSTREAM_FIELDS, "upstream_headers"})
 SLUG_TAKEN = "A deployment with this slug already exists in this organization."
 SLUG_FIXED = "The slug is fixed once the deployment is created."
-NAME_MAX_LENGTH = Deployment._meta.get_field("name").max_length
 
 
 def _set_upstream_headers(deployment: Deployment, headers: dict[str, str] | None) -> None:
@@ -41,7 +38,7 @@ def _check_upstream(deployment: Deployment, changed: set[str]) -> None:
     Here rather than in the serializer so the API, the admin and commands are held to the same rules;
     fields that did not change are not re-judged (an allowlist may have shrunk since)."""
     unchecked = {field.name for field in Deployment._meta.concrete_fields} - (changed & UPSTREAM_FIELDS)
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, Any] = {}
     for check in (lambda: deployment.clean_fields(exclude=unchecked), deployment.clean):
         try:
             check()

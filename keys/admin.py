@@ -1,4 +1,4 @@
-"""Keys and their audit trail in the admin, for org admins (CONTRACT §6, §7).
+"""Keys and their audit trail in the admin, for org admins.
 
 Every write goes through keys/services.py, so each one is audited. A full key
 is rendered once, in the page that answers its creation or rotation, straight
@@ -11,13 +11,14 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -28,7 +29,7 @@ from deployments.admin import DeploymentAdmin
 from deployments.models import Deployment
 from keys import crypto, usage
 from keys.forms import DeploymentKeyForm, GlobalKeyForm, RotateForm, RotateImportedForm
-from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyStatus
+from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyQuerySet, KeyStatus
 from keys.services import (
     KeyRevokedError,
     deployment_key_issue,
@@ -68,17 +69,8 @@ class StatusFilter(admin.SimpleListFilter):
         return [(status.value, status.label) for status in KeyStatus]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        now = timezone.now()
-        live = Q(revoked_at__isnull=True)
-        expired = Q(expires_at__isnull=False, expires_at__lte=now)
-        conditions = {
-            KeyStatus.REVOKED: Q(revoked_at__isnull=False),
-            KeyStatus.EXPIRED: live & expired,
-            KeyStatus.INACTIVE: live & ~expired & Q(is_active=False),
-            KeyStatus.ACTIVE: live & ~expired & Q(is_active=True),
-        }
-        condition = conditions.get(self.value())
-        return queryset if condition is None else queryset.filter(condition)
+        status = self.value()
+        return cast(KeyQuerySet, queryset).with_status(status) if status in KeyStatus.values else queryset
 
 
 class GlobalScopeFilter(admin.SimpleListFilter):
@@ -176,7 +168,7 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
             cells,
         )
 
-    def get_fieldsets(self, request: HttpRequest, obj: ApiKey | None = None) -> list[tuple[str | None, dict[str, Any]]]:
+    def get_fieldsets(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
         # Declared, as UserAdmin declares its add_fieldsets: the add page has nothing yet of what
         # only a saved key has. Not `fieldsets`: the checks reject a many-to-many with its own
         # through model there, though the global key's form declares the field itself.
@@ -275,10 +267,12 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
             return super().response_add(request, obj, post_url_continue)
         return self.one_time_response(request, issued, title=f"New {self.opts.verbose_name}")
 
-    def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False, **kwargs: Any) -> Any:
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], add: bool = False, change: bool = False, form_url: str = "", obj: Any = None
+    ) -> Any:
         # The add page answers with the one-time page, whatever the button.
         context.update(show_save_and_add_another=False, show_save_and_continue=not add)
-        return super().render_change_form(request, context, add=add, **kwargs)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
         extra_context = dict(extra_context or {})
@@ -317,13 +311,13 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         return self._one_key_action(request, object_id, self.revoke_keys)
 
     def rotate_imported_view(self, request: HttpRequest) -> HttpResponse:
-        """Rotate every imported key (both kinds) of one organization the user administers (CONTRACT §9)."""
+        """Rotate every imported key (both kinds) of one organization the user administers."""
         if not self.has_change_permission(request):
             raise PermissionDenied
         administered = self.choices_for(Organization, request)
         pending: dict[Organization, list[ApiKey]] = {}
         for key in imported_keys(organizations=Organization.objects.all() if administered is None else administered):
-            pending.setdefault(key.organization, []).append(key)
+            pending.setdefault(key.organization, []).append(key)  # type: ignore[attr-defined]  # both kinds have one
         lone = next(iter(pending)).pk if len(pending) == 1 else None  # chosen already; ?organization= picks one
         form = RotateImportedForm(
             request.POST if request.method == "POST" else None,
@@ -374,7 +368,7 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
             "opts": self.opts,
             "keys": keys,
             "action": action,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "changelist_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
             **extra,
         }
@@ -499,7 +493,7 @@ class DeploymentKeyAdmin(KeyAdmin):
 
     @admin.display(description="scope")
     def scope(self, key: DeploymentKey) -> str:
-        # The same words as the global keys' list (CONTRACT §6); which one is the column beside.
+        # The same words as the global keys' list; which one is the column beside.
         return _plural(1, "deployment")
 
 
@@ -543,7 +537,7 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
         form = super().get_form(request, obj, change=change, **kwargs)
         if "deployments" in form.base_fields:
             # The picker offers the key's organization's deployments; on the add
-            # page, those of the organizations the user administers (CONTRACT §6).
+            # page, those of the organizations the user administers.
             if obj is not None:
                 choices = Deployment.objects.filter(organization_id=obj.organization_id)
             else:
@@ -578,8 +572,7 @@ class DeploymentKeyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["name", "key_masked", "status", "expires_at", "last_used_at", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("name", "key_masked", "status", "expires_at", "last_used_at", "created_at")
 
     def has_view_permission(self, request: HttpRequest, obj: Deployment | None = None) -> bool:
         return request.user.is_staff  # shown only inside a deployment the user may view
@@ -623,7 +616,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
     list_select_related = ["organization"]
     search_fields = ["key_name", "actor_username"]
     date_hierarchy = "created_at"
-    fields = [
+    fields = readonly_fields = (
         "created_at",
         "organization",
         "action",
@@ -633,8 +626,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
         "actor_label",
         "ip_address",
         "changes_display",
-    ]
-    readonly_fields = fields
+    )
 
     @admin.display(description="key", ordering="key_name")
     def key_link(self, event: AuditEvent) -> str:

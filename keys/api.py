@@ -1,25 +1,25 @@
-"""Management API for keys and audit events (CONTRACT §5, §7): thin viewsets over keys/services.py."""
+"""Management API for keys and audit events: thin viewsets over keys/services.py."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from django.db.models import Q, QuerySet
-from django.utils import timezone
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from deployments.api import DEPLOYMENT_NOT_FOUND
 from deployments.models import Deployment
 from keys import (
     schema,  # noqa: F401  (registers the OpenAPI extensions)
     usage,
 )
-from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyStatus
+from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyQuerySet, KeyStatus
 from keys.serializers import (
     AuditEventFilterSerializer,
     AuditEventSerializer,
@@ -47,27 +47,12 @@ from lib.schema import CONFLICT, INVALID
 from organizations.api import OrganizationViewSet, query_filters
 
 KEY_NOT_FOUND = "No key with this id exists here."
-DEPLOYMENT_NOT_FOUND = "No deployment with this slug exists in this organization."
 
 KEY_FILTERS = [
     OpenApiParameter("is_active", bool, description="Only keys with this `is_active`."),
     OpenApiParameter("status", str, enum=KeyStatus.values, description="Only keys in this status."),
     OpenApiParameter("search", str, description="Only keys whose name contains this, in any case."),
 ]
-
-
-def filter_by_status(queryset: QuerySet, key_status: str) -> QuerySet:
-    """The database form of ApiKey.status_at(now)."""
-    now = timezone.now()
-    not_revoked = Q(revoked_at__isnull=True)
-    expired = Q(expires_at__isnull=False, expires_at__lte=now)
-    if key_status == KeyStatus.REVOKED:
-        return queryset.exclude(not_revoked)
-    if key_status == KeyStatus.EXPIRED:
-        return queryset.filter(not_revoked & expired)
-    if key_status == KeyStatus.INACTIVE:
-        return queryset.filter(not_revoked, is_active=False).exclude(expired)
-    return queryset.filter(not_revoked, is_active=True).exclude(expired)
 
 
 class KeyViewSet(OrganizationViewSet):
@@ -95,7 +80,7 @@ class KeyViewSet(OrganizationViewSet):
         return Response(self.serializer_class(self.fresh(key), context=self.get_serializer_context()).data, status=http_status)
 
     def issued(self, key: ApiKey, full_key: str, http_status: int) -> Response:
-        """The one response that carries a full key (create, rotate): never stored by a cache (CONTRACT §3)."""
+        """The one response that carries a full key (create, rotate): never stored by a cache."""
         context = {**self.get_serializer_context(), "full_key": full_key}
         data = self.issued_serializer_class(self.fresh(key), context=context).data
         return Response(data, status=http_status, headers={"Cache-Control": "no-store"})
@@ -110,7 +95,7 @@ class KeyViewSet(OrganizationViewSet):
         if "is_active" in filters:
             queryset = queryset.filter(is_active=filters["is_active"])
         if "status" in filters:
-            queryset = filter_by_status(queryset, filters["status"])
+            queryset = cast(KeyQuerySet, queryset).with_status(filters["status"])
         if filters.get("search"):
             queryset = queryset.filter(name__icontains=filters["search"])
         return self.paginated(queryset, self.serializer_class)
@@ -212,11 +197,10 @@ class DeploymentKeyViewSet(KeyViewSet):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # authentication and permissions first
-        self.deployment = Deployment.objects.filter(
-            organization=self.organization, slug=self.kwargs["deployment_slug"]
-        ).first()
-        if self.deployment is None:
+        deployment = Deployment.objects.filter(organization=self.organization, slug=self.kwargs["deployment_slug"]).first()
+        if deployment is None:
             raise exceptions.NotFound(DEPLOYMENT_NOT_FOUND)
+        self.deployment = deployment
 
     def get_queryset(self) -> QuerySet:
         if self.is_schema_generation():

@@ -1,11 +1,10 @@
-"""Writing audit events (CONTRACT §7). Only keys/services.py calls this."""
+"""Writing audit events. Only keys/services.py calls this."""
 
 from datetime import UTC, datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-
 from keys.models import ApiKey, AuditEvent, DeploymentKey
+from lib.users import Actor, authenticated_user
 
 AuditValue = str | int | bool | list[str] | None
 
@@ -29,11 +28,11 @@ def audit_record(
     *,
     key: ApiKey,
     action: str,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: Actor,
     ip_address: str | None = None,
     changes: dict[str, tuple[Any, Any]] | None = None,
 ) -> AuditEvent:
-    user = actor if actor is not None and actor.is_authenticated else None
+    user = authenticated_user(actor)
     return AuditEvent.objects.create(
         organization_id=key_organization_id(key),
         key_kind=key.KIND,

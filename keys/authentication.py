@@ -1,4 +1,4 @@
-"""The one authentication class for API clients (CONTRACT §4).
+"""The one authentication class for API clients.
 
 `Authorization: Bearer <key>` or `X-Api-Key: <key>`. The typed prefix picks the
 table, so deployment keys are looked up among deployment keys only and global
@@ -9,6 +9,7 @@ the contract's order: failed-auth throttle, key status, then the key's rate limi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
@@ -17,10 +18,10 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+import lib.exceptions
 from keys import ratelimit, usage
 from keys.lookup import VerifiedKey
 from keys.verification import Target, touch_last_used, verify
-import lib.exceptions
 from lib.net import HTTP_WHITESPACE, client_ip
 
 FAILURE_DETAILS = {
@@ -38,22 +39,6 @@ class KeyAuth:
     key: VerifiedKey
     rate_limit: ratelimit.RateLimit | None = None
     target: Target | None = None  # the deployment the URL names, when a cold lookup read it
-
-    @property
-    def kind(self) -> str:
-        return self.key.kind
-
-    @property
-    def key_id(self) -> str:
-        return self.key.id
-
-    @property
-    def key_name(self) -> str:
-        return self.key.name
-
-    @property
-    def organization_slug(self) -> str:
-        return self.key.organization_slug
 
 
 class RateLimited(lib.exceptions.RateLimited):
@@ -123,6 +108,11 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"
+
+
+def key_auth(request: Request) -> KeyAuth:
+    """What a view guarded by HasApiKey learns of the calling key."""
+    return cast(KeyAuth, request.auth)
 
 
 class HasApiKey(BasePermission):

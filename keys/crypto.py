@@ -1,7 +1,7 @@
-"""The key format (CONTRACT §3): typed prefix, 32 random base62 characters, base62 CRC32.
+"""The key format: typed prefix, 32 random base62 characters, base62 CRC32.
 
-Also the one other shape a key may have: an imported Unstract key, a UUID
-(CONTRACT §9). Pure functions, no ORM: everything here runs before (or instead
+Also the one other shape a key may have: an imported Unstract key, a UUID.
+Pure functions, no ORM: everything here runs before (or instead
 of) a query.
 """
 
@@ -29,7 +29,7 @@ MASK_SEPARATOR = "\u2026"
 KIND_BY_PREFIX: dict[str, KeyKind] = {DEPLOYMENT_PREFIX: "deployment", GLOBAL_PREFIX: "global"}
 PREFIX_BY_KIND: dict[KeyKind, str] = {kind: prefix for prefix, kind in KIND_BY_PREFIX.items()}
 
-_BASE62_TAIL = re.compile(r"[0-9A-Za-z]{%d}" % (BODY_LENGTH + CHECKSUM_LENGTH))
+_BASE62_TAIL = re.compile(f"[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}")
 
 # An imported key: a UUID in its canonical 8-4-4-4-12 form, in any case (no braces, no urn:, no bare hex).
 UUID_KEY_LENGTH = 36
@@ -144,7 +144,7 @@ def well_formed(candidate: str, *, accept_uuid_keys: bool) -> Candidate | None:
     """The one decision of whether a string may be a key at all, before any query.
 
     A keyscope key needs its prefix, alphabet and checksum. A UUID may be an
-    imported key (CONTRACT §9) when the server accepts them
+    imported key when the server accepts them
     (`KEYSCOPE_ACCEPT_UUID_KEYS`, which the caller reads); it is then hashed in
     its canonical lowercase form, so any case finds the same key.
     """

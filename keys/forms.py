@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from deployments.models import Deployment
 from keys.models import FOREIGN_DEPLOYMENT, DeploymentKey, GlobalApiDeploymentKey
-from keys.services import MAX_GRACE_PERIOD_SECONDS, scope_errors
+from keys.services import MAX_GRACE_PERIOD_SECONDS, scope_input_errors
 from organizations.models import Organization
 
 SCOPE_SELECTED = "selected"
@@ -24,8 +25,8 @@ SCOPE_CHOICES = [
 class DeploymentPicker(FilteredSelectMultiple):
     """filter_horizontal's widget, wrapped as the admin wraps it, so its label stays on the left."""
 
-    def render(self, *args: Any, **kwargs: Any) -> str:
-        return format_html('<div class="related-widget-wrapper">{}</div>', super().render(*args, **kwargs))
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
+        return format_html('<div class="related-widget-wrapper">{}</div>', super().render(name, value, attrs, renderer))
 
 
 class KeyForm(forms.ModelForm):
@@ -33,7 +34,7 @@ class KeyForm(forms.ModelForm):
         # Names are unique without regard to case. The key service checks it and
         # says so in words (the admin shows its answer on the form); left to the
         # model, the constraint would only give its own name.
-        exclusions = super()._get_validation_exclusions()
+        exclusions = super()._get_validation_exclusions()  # type: ignore[misc]
         exclusions.add("name")
         return exclusions
 
@@ -45,7 +46,7 @@ class DeploymentKeyForm(KeyForm):
 
 
 class GlobalKeyForm(KeyForm):
-    """`scope` stands for `allow_all_deployments`; `deployments` is the picker (CONTRACT §6).
+    """`scope` stands for `allow_all_deployments`; `deployments` is the picker.
 
     The picker's choices are set by the admin: the key's organization's
     deployments, or on the add page those of the organizations the user
@@ -82,11 +83,12 @@ class GlobalKeyForm(KeyForm):
         return {"allow_all_deployments": allow_all, "deployments": [] if allow_all else list(self.cleaned_data["deployments"])}
 
     def clean(self) -> dict[str, Any]:
-        cleaned_data = super().clean()
+        super().clean()
+        cleaned_data = self.cleaned_data
         if "scope" not in cleaned_data or "deployments" not in cleaned_data:
             return cleaned_data
         deployments = list(cleaned_data["deployments"])
-        errors = scope_errors(allow_all_deployments=self.allow_all_deployments, deployments=deployments)
+        errors = scope_input_errors(allow_all_deployments=self.allow_all_deployments, deployments=deployments)
         for field, message in errors.items():
             self.add_error(field, message)
         if "organization" in self.fields:
@@ -123,4 +125,4 @@ class RotateImportedForm(RotateForm):
 
     def __init__(self, *args: Any, organizations: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["organization"].queryset = organizations
+        cast(forms.ModelChoiceField, self.fields["organization"]).queryset = organizations

@@ -1,4 +1,4 @@
-"""Moving keys in from Unstract (CONTRACT §9): one file of UUID keys, validated as the API would, stored at once.
+"""Moving keys in from Unstract: one file of UUID keys, validated as the API would, stored at once.
 
 The file is `{"deployment_keys": [...], "global_keys": [...]}` (the README's SQL
 writes it from Unstract's tables). Every row is checked by the management API's
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -49,7 +49,7 @@ class KeyImportError(Exception):
 class UuidKeyField(serializers.Field):
     """An imported key: a string holding a UUID in its canonical form (any case). Never echoed in an error."""
 
-    default_error_messages: ClassVar[dict[str, str]] = {"invalid": NOT_A_UUID}
+    default_error_messages = {"invalid": NOT_A_UUID}
 
     def to_internal_value(self, data: Any) -> crypto.Secret:
         secret = crypto.imported_secret(data) if isinstance(data, str) else None
@@ -67,8 +67,8 @@ class ImportedDeploymentKeySerializer(KeyInputSerializer):
     key = UuidKeyField()
     deployment = StrictCharField(max_length=100)
     # The file carries no expiry or limit: an imported key keeps the none it had.
-    expires_at = None
-    rate_limit_per_minute = None
+    expires_at = None  # type: ignore[assignment]  # DRF: None removes the field
+    rate_limit_per_minute = None  # type: ignore[assignment]
 
     def validate_deployment(self, slug: str) -> Deployment:
         deployment = Deployment.objects.filter(organization=self.context["organization"], slug=slug).first()
@@ -81,8 +81,8 @@ class ImportedGlobalKeySerializer(GlobalKeyInputSerializer):
     """A row of `global_keys`: the API's global key input (scope rules included), plus its UUID."""
 
     key = UuidKeyField()
-    expires_at = None
-    rate_limit_per_minute = None
+    expires_at = None  # type: ignore[assignment]  # DRF: None removes the field
+    rate_limit_per_minute = None  # type: ignore[assignment]
 
 
 # Each section's row shape, and the key service that stores a row.

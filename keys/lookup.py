@@ -1,7 +1,7 @@
 """The cold key lookup: one hand-written query that finds a digest among current and rotated-out secrets.
 
 A keyscope key's prefix names its kind, so it is looked up among that kind's keys
-only. An imported UUID (CONTRACT §9) has no prefix: it is looked up among
+only. An imported UUID has no prefix: it is looked up among
 deployment keys and global keys in the same statement, deployment keys first.
 
 Cold requests skip the ORM's query building (about as costly as the database
@@ -89,8 +89,13 @@ class Column(NamedTuple):
     alias: str
     absent: bool = False
 
-    def sql(self, quote: Any) -> str:
+    def _field(self) -> models.Field[Any, Any]:
         field = self.model._meta.get_field(self.field)
+        assert isinstance(field, models.Field)  # a concrete column, never a reverse relation
+        return field
+
+    def sql(self, quote: Any) -> str:
+        field = self._field()
         if self.absent:
             # Typed, so that PostgreSQL can match it with the other kind's column across UNION ALL.
             return f"CAST(NULL AS {field.db_type(connection)})"
@@ -98,7 +103,7 @@ class Column(NamedTuple):
 
     def converters(self) -> tuple[Any, list[Any]]:
         """The column's Django converters, so raw rows read as the ORM would read them."""
-        column = self.model._meta.get_field(self.field).get_col(self.alias)
+        column = self._field().get_col(self.alias)
         return column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)
 
 
@@ -193,7 +198,7 @@ class KeyLookupQuery:
             selected += _TARGET_COLUMNS
         sql = " UNION ALL ".join(self._branches(kind, with_target) for kind in self.kinds)
         if len(self.kinds) > 1:
-            # Deployment keys first (CONTRACT §4, §9): the kind's name, the last column, sorts them so.
+            # Deployment keys first: the kind's name, the last column, sorts them so.
             sql += f" ORDER BY {len(selected) + int(with_target) + 2}"
         converters = [(column.name, column.converters()) for column in selected]
         if with_target:
@@ -250,7 +255,7 @@ def _lookup_cursor() -> Any:
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        return connection._prepare_cursor(_preparing_cursor_class()(connection.connection))
+        return connection._prepare_cursor(_preparing_cursor_class()(connection.connection))  # type: ignore[attr-defined]
 
 
 @functools.cache
@@ -265,14 +270,14 @@ def _preparing_cursor_class() -> type:
 
         @property
         def query(self) -> bytes:
-            return connection.ops.compose_sql(self.sql, self.params).encode()
+            return connection.ops.compose_sql(self.sql, self.params).encode()  # type: ignore[attr-defined]
 
     class PreparingCursor(psycopg.Cursor):
         """Binds parameters on the server and has psycopg prepare each statement on its first run."""
 
         def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None) -> Any:
             result = super().execute(query, params, prepare=True, binary=binary)
-            self._query = LoggedQuery(query, params)
+            self._query = LoggedQuery(query, params)  # type: ignore[assignment]
             return result
 
     return PreparingCursor

@@ -1,7 +1,7 @@
 """Deployment keys, global keys, retired secrets and the audit trail.
 
 Only a key's sha256 digest is stored. Every write goes through keys/services.py;
-the model layer still guards the tenant boundary on its own (CONTRACT §1), so a
+the model layer still guards the tenant boundary on its own, so a
 shell session cannot link a global key to another organization's deployment.
 """
 
@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import datetime
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models, router, transaction
-from django.db.models.fields.related_descriptors import ManyToManyDescriptor, create_forward_many_to_many_manager
+from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
 from django.utils import timezone
-from django.utils.functional import cached_property
 
 from deployments.models import Deployment
 from keys import crypto
+from lib.managers import AtomicCreateManager
 from organizations.models import Organization
 
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
-
-ALLOW_ALL_WITH_LIST = "A key that opens all deployments cannot also list deployments."
+ALLOW_ALL_WITH_LIST = "allow_all_deployments=true cannot be combined with a list of deployments."
 FOREIGN_DEPLOYMENT = "Deployments must belong to the key's organization."
 
 
@@ -52,13 +49,28 @@ ISSUERS: dict[str, Callable[..., tuple[Any, str]]] = {}
 
 
 class KeyFormat(models.TextChoices):
-    """What shape the key's current secret has: keyscope's own, or an imported UUID (CONTRACT §9)."""
+    """What shape the key's current secret has: keyscope's own, or an imported UUID."""
 
     KEYSCOPE = crypto.KEYSCOPE_FORMAT, "keyscope"
     UUID = crypto.UUID_FORMAT, "UUID (imported)"
 
 
-class KeyManager(models.Manager):
+class KeyQuerySet(models.QuerySet):
+    def with_status(self, status: str, now: datetime | None = None) -> KeyQuerySet:
+        """The keys whose status_at(now) is `status`: the same rule, as a query."""
+        now = now or timezone.now()
+        live = Q(revoked_at__isnull=True)
+        expired = Q(expires_at__isnull=False, expires_at__lte=now)
+        conditions = {
+            KeyStatus.REVOKED: ~live,
+            KeyStatus.EXPIRED: live & expired,
+            KeyStatus.INACTIVE: live & ~expired & Q(is_active=False),
+            KeyStatus.ACTIVE: live & ~expired & Q(is_active=True),
+        }
+        return self.filter(conditions[KeyStatus(status)])
+
+
+class KeyManager(AtomicCreateManager.from_queryset(KeyQuerySet)):  # type: ignore[misc]
     def issue(self, **fields: Any) -> tuple[ApiKey, str]:
         """Save a new key through the key service (audited, actor null); return (row, full key)."""
         return ISSUERS[self.model.KIND](actor=None, **fields)
@@ -114,7 +126,8 @@ class ApiKey(models.Model):
     def key_masked(self) -> str:
         return crypto.mask(self.KIND, self.last4, self.format) if self.last4 else ""
 
-    def status_at(self, now: Any) -> str:
+    def status_at(self, now: datetime) -> str:
+        """Revoked, else expired, else inactive, else active; KeyQuerySet.with_status() is the same rule as a query."""
         if self.revoked_at is not None:
             return KeyStatus.REVOKED
         if self.expires_at is not None and self.expires_at <= now:
@@ -150,70 +163,6 @@ class DeploymentKey(ApiKey):
         return self.deployment.organization
 
 
-def _atomic_create_manager(manager_cls: type) -> type:
-    """A related manager whose create(), get_or_create() and update_or_create() run in one transaction.
-
-    Django's many-to-many manager saves the new row and then add()s the link, with
-    no transaction around the two: when the tenant guard refuses the link, the row
-    (a deployment of another organization, say) would stay committed.
-    """
-
-    class AtomicCreateManager(manager_cls):  # type: ignore[misc, valid-type]
-        def _atomic(self) -> Any:
-            return transaction.atomic(using=router.db_for_write(self.instance.__class__, instance=self.instance))
-
-        def create(self, **kwargs: Any) -> Any:
-            with self._atomic():
-                return super().create(**kwargs)
-
-        create.alters_data = True  # type: ignore[attr-defined]
-
-        def get_or_create(self, **kwargs: Any) -> Any:
-            with self._atomic():
-                return super().get_or_create(**kwargs)
-
-        get_or_create.alters_data = True  # type: ignore[attr-defined]
-
-        def update_or_create(self, **kwargs: Any) -> Any:
-            with self._atomic():
-                return super().update_or_create(**kwargs)
-
-        update_or_create.alters_data = True  # type: ignore[attr-defined]
-
-    AtomicCreateManager.__name__ = AtomicCreateManager.__qualname__ = manager_cls.__name__
-    return AtomicCreateManager
-
-
-class _AtomicCreateManyToManyDescriptor(ManyToManyDescriptor):
-    @cached_property
-    def related_manager_cls(self) -> type:
-        related_model = self.rel.related_model if self.reverse else self.rel.model
-        return _atomic_create_manager(
-            create_forward_many_to_many_manager(related_model._default_manager.__class__, self.rel, reverse=self.reverse)
-        )
-
-
-class ScopeField(models.ManyToManyField):
-    """A many-to-many whose related managers' create() stores nothing when the link is refused.
-
-    Both sides (`key.deployments` and `deployment.global_keys`) get the atomic
-    manager. Migrations see a plain ManyToManyField.
-    """
-
-    def contribute_to_class(self, cls: type, name: str, **kwargs: Any) -> None:
-        super().contribute_to_class(cls, name, **kwargs)
-        setattr(cls, self.name, _AtomicCreateManyToManyDescriptor(self.remote_field, reverse=False))
-
-    def contribute_to_related_class(self, cls: type, related: Any) -> None:
-        super().contribute_to_related_class(cls, related)
-        if not self.remote_field.hidden and not related.related_model._meta.swapped:
-            setattr(cls, related.accessor_name, _AtomicCreateManyToManyDescriptor(self.remote_field, reverse=True))
-
-    def deconstruct(self) -> Any:
-        name, _path, args, kwargs = super().deconstruct()
-        return name, "django.db.models.ManyToManyField", args, kwargs
-
-
 class GlobalApiDeploymentKey(ApiKey):
     """Opens all of an organization's deployments, or the ones linked to it."""
 
@@ -223,7 +172,7 @@ class GlobalApiDeploymentKey(ApiKey):
     allow_all_deployments = models.BooleanField(
         default=False, help_text="Open every deployment of the organization, current and future."
     )
-    deployments = ScopeField(
+    deployments: models.ManyToManyField[Deployment, GlobalKeyDeployment] = models.ManyToManyField(
         Deployment, through="GlobalKeyDeployment", related_name="global_keys", blank=True
     )
 
@@ -233,7 +182,7 @@ class GlobalApiDeploymentKey(ApiKey):
             models.UniqueConstraint(Lower("name"), "organization", name="global_key_name_unique_per_organization"),
         ]
 
-    def scope_errors(self) -> dict[str, str]:
+    def stored_scope_errors(self) -> dict[str, str]:
         """What the stored scope links break of the tenant guard (a new key has none)."""
         if self._state.adding:
             return {}
@@ -246,11 +195,11 @@ class GlobalApiDeploymentKey(ApiKey):
 
     def clean(self) -> None:
         super().clean()
-        if errors := self.scope_errors():
+        if errors := self.stored_scope_errors():
             raise ValidationError(errors)
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if errors := self.scope_errors():
+        if errors := self.stored_scope_errors():
             raise ValidationError(errors)
         super().save(*args, **kwargs)
 
@@ -268,6 +217,9 @@ class GlobalKeyDeployment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["key", "deployment"], name="global_key_deployment_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.key} opens {self.deployment}"
 
     def clean(self) -> None:
         check_scope_link(self.key, [self.deployment])
@@ -389,7 +341,3 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValidationError("Audit events cannot be deleted.")
-
-
-def user_label(user: AbstractBaseUser | None) -> str | None:
-    return user.get_username() if user is not None and user.is_authenticated else None

@@ -1,4 +1,4 @@
-"""OpenAPI for the key-authenticated client API (CONTRACT §4): the two key schemes and the client views.
+"""OpenAPI for the key-authenticated client API: the two key schemes and the client views.
 
 The client views live in keys/views.py; they are documented here, through
 view extensions, so their code stays as it is.

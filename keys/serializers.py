@@ -1,4 +1,4 @@
-"""Management API shapes for keys and audit events (CONTRACT §5, §7).
+"""Management API shapes for keys and audit events.
 
 Output and input are separate classes. Only the `Issued…` serializers, used
 by the create and rotate responses, have a `key` field.
@@ -14,7 +14,7 @@ from rest_framework import serializers
 
 from deployments.models import Deployment, Execution
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyStatus
-from keys.services import MAX_GRACE_PERIOD_SECONDS, NAME_MAX_LENGTH, scope_errors
+from keys.services import MAX_GRACE_PERIOD_SECONDS, NAME_MAX_LENGTH, scope_input_errors
 from lib.serializers import (
     MAX_POSITIVE_INTEGER,
     InputSerializer,
@@ -55,14 +55,14 @@ class KeySerializer(serializers.ModelSerializer):
     )
     status = serializers.ChoiceField(choices=KeyStatus.choices, read_only=True)
     format = serializers.ChoiceField(choices=KeyFormat.choices, read_only=True, help_text=KEY_FORMAT_HELP)
-    created_by = serializers.SlugRelatedField(
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True,
         help_text="The username of who created the key; null for the system."
     )
 
 
 class DeploymentKeySerializer(KeySerializer):
-    deployment = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    deployment: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
         model = DeploymentKey
@@ -107,7 +107,7 @@ class IssuedGlobalKeySerializer(IssuedKeyMixin, GlobalKeySerializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    organization: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     # The same choice set as Execution.key_kind, so the schema has one KeyKind enum.
     key_kind = serializers.ChoiceField(choices=Execution.KeyKind.choices, read_only=True)
     actor = serializers.SerializerMethodField(help_text="The username of who acted; null for the system.")
@@ -201,7 +201,7 @@ class GlobalKeyInputSerializer(KeyInputSerializer):
             deployments = []  # a key that ends up opening everything drops its list
         else:
             deployments = list(key.deployments.all())
-        if errors := scope_errors(allow_all_deployments=allow_all, deployments=deployments):
+        if errors := scope_input_errors(allow_all_deployments=allow_all, deployments=deployments):
             raise serializers.ValidationError(errors)
         return attrs
 

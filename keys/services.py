@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -20,6 +19,7 @@ from deployments.models import Deployment
 from keys import crypto
 from keys.audit import audit_record, audit_value
 from keys.models import (
+    ALLOW_ALL_WITH_LIST,
     ISSUERS,
     ApiKey,
     AuditEvent,
@@ -29,10 +29,10 @@ from keys.models import (
     RetiredSecret,
 )
 from lib.exceptions import Conflict
+from lib.users import Actor, authenticated_user
 from lib.validation import clean_name
 from organizations.models import Organization
 
-Actor = AbstractBaseUser | AnonymousUser | None
 K = TypeVar("K", bound=ApiKey)
 
 MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600
@@ -45,7 +45,6 @@ NAME_TAKEN = {
     "global": "A global key with this name already exists in this organization.",
 }
 EMPTY_SCOPE = "A global key must have allow_all_deployments=true or at least one deployment."
-ALLOW_ALL_WITH_LIST = "allow_all_deployments=true cannot be combined with a list of deployments."
 
 
 class KeyRevokedError(Conflict):
@@ -53,8 +52,6 @@ class KeyRevokedError(Conflict):
     default_code = "key_revoked"
 
 
-def _user(actor: Actor) -> AbstractBaseUser | None:
-    return actor if actor is not None and actor.is_authenticated else None
 
 
 
@@ -64,8 +61,8 @@ def validate_expiry(expires_at: datetime | None) -> None:
         raise ValidationError({"expires_at": "The expiry must be in the future."})
 
 
-def scope_errors(*, allow_all_deployments: bool, deployments: Iterable[Deployment] | None) -> dict[str, str]:
-    """The input rules for a global key's scope (CONTRACT §5), for the API and the admin."""
+def scope_input_errors(*, allow_all_deployments: bool, deployments: Iterable[Deployment] | None) -> dict[str, str]:
+    """The rules for a global key's scope as entered: allow-all or a list, not both and not neither (API, admin, command)."""
     deployments = list(deployments or [])
     if allow_all_deployments and deployments:
         return {"deployments": ALLOW_ALL_WITH_LIST}
@@ -118,7 +115,7 @@ def _create(
     New and imported keys alike; nothing here sets an expiry, so an imported key keeps the none it had.
     """
     key.digest, key.last4, key.format = secret.digest, secret.last4, secret.format
-    key.created_by = key.modified_by = _user(actor)
+    key.created_by = key.modified_by = authenticated_user(actor)
     key.name = clean_name(key.name, max_length=NAME_MAX_LENGTH)
     validate_expiry(key.expires_at)
     _save(key)
@@ -199,7 +196,7 @@ def deployment_key_import(
     is_active: bool = True,
     actor: Actor = None,
 ) -> DeploymentKey:
-    """Store a deployment key imported from Unstract (CONTRACT §9): its UUID's digest, under a new key's rules."""
+    """Store a deployment key imported from Unstract: its UUID's digest, under a new key's rules."""
     key = DeploymentKey(deployment=deployment, name=name, description=description, is_active=is_active)
     return _create(key, secret=secret, actor=actor, ip_address=None)
 
@@ -216,7 +213,7 @@ def global_key_import(
     is_active: bool = True,
     actor: Actor = None,
 ) -> GlobalApiDeploymentKey:
-    """Store a global key imported from Unstract (CONTRACT §9), with its scope, under a new key's rules."""
+    """Store a global key imported from Unstract, with its scope, under a new key's rules."""
     key = GlobalApiDeploymentKey(
         organization=organization,
         name=name,
@@ -260,11 +257,11 @@ def key_update(*, key: K, actor: Actor, ip_address: str | None = None, **changes
         if locked.allow_all_deployments:
             if new_deployments:
                 raise ValidationError({"deployments": ALLOW_ALL_WITH_LIST})
-            # A key that ends up opening everything keeps no list (CONTRACT §5).
+            # A key that ends up opening everything keeps no list.
             locked.deployments.clear()
         elif new_deployments is not None:
             _set_scope(locked, new_deployments)
-    locked.modified_by = _user(actor)
+    locked.modified_by = authenticated_user(actor)
     _save(locked)
 
     diff = {
@@ -322,10 +319,10 @@ def key_rotate(*, key: K, actor: Actor, grace_period_seconds: int = 0, ip_addres
         valid_until=now + timedelta(seconds=grace_period_seconds),
     )
     old_masked, old_format = locked.key_masked, locked.format
-    # An imported UUID is replaced by a keyscope secret of the key's kind (CONTRACT §9).
+    # An imported UUID is replaced by a keyscope secret of the key's kind.
     full_key, secret = crypto.new_secret(locked.KIND)
     locked.digest, locked.last4, locked.format = secret.digest, secret.last4, secret.format
-    locked.modified_by = _user(actor)
+    locked.modified_by = authenticated_user(actor)
     locked.save(update_fields=["digest", "last4", "format", "modified_by", "modified_at"])
     changes: dict[str, tuple[Any, Any]] = {
         "key_masked": (old_masked, locked.key_masked),
@@ -345,7 +342,7 @@ def key_revoke(*, key: K, actor: Actor, ip_address: str | None = None) -> K:
         return locked
     now = timezone.now()
     locked.revoked_at = now
-    locked.modified_by = _user(actor)
+    locked.modified_by = authenticated_user(actor)
     locked.save(update_fields=["revoked_at", "modified_by", "modified_at"])
     _end_grace(locked, now)
     audit_record(
@@ -389,7 +386,7 @@ def imported_keys_rotate(
 ) -> list[tuple[ApiKey, str]]:
     """Rotate every imported key of an organization, each as key_rotate does: all of them, or none.
 
-    This is how an organization retires its UUIDs (CONTRACT §9): each key gets a
+    This is how an organization retires its UUIDs: each key gets a
     keyscope secret of its kind, and its UUID works for the grace period.
     """
     return [

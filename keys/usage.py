@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from datetime import date, datetime, timedelta
+from typing import TypedDict
 
 from django.conf import settings
 from django.core.cache import cache
@@ -22,6 +23,11 @@ from lib.redis_client import redis_client
 
 DAYS_KEPT = 35
 FLUSH_SECONDS = 1.0
+
+class DayCount(TypedDict):
+    date: str  # ISO, a UTC day
+    count: int
+
 
 _usage_buffer: Counter[tuple[str, date]] = Counter()
 _usage_lock = threading.Lock()
@@ -69,7 +75,7 @@ def flush_usage() -> None:
         cache.incr(name, count)
 
 
-def usage_for(key_id: str, days: int = 30) -> list[dict[str, object]]:
+def usage_for(key_id: str, days: int = 30) -> list[DayCount]:
     """Requests per day for the last `days` days, oldest first, today included."""
     flush_usage()
     today = timezone.now().date()
@@ -78,7 +84,7 @@ def usage_for(key_id: str, days: int = 30) -> list[dict[str, object]]:
     if settings.REDIS_URL:
         try:
             raw = redis_client().hgetall(_usage_name(key_id))
-            counts = {k.decode(): int(v) for k, v in raw.items()}
+            counts = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
         except Exception as exc:
             log_unavailable(exc)
     else:

@@ -130,7 +130,7 @@ def can_execute(
     if entry is not MISSING:
         return entry
     generation = local_cache.generation
-    allowed = GlobalKeyDeployment.objects.filter(key_id=key.id, deployment_id=deployment_id).exists()
+    allowed = GlobalKeyDeployment.objects.filter(key_id=key.id, deployment_id=deployment_id).exists()  # type: ignore[misc]  # a UUID as text
     local_cache.set(cache_key, allowed, generation)
     return allowed
 
@@ -145,15 +145,20 @@ def scope_slugs(key: VerifiedKey) -> list[str]:
         return list(entry)
     generation = local_cache.generation
     if key.kind == "deployment":
-        slugs = list(Deployment.objects.filter(pk=key.deployment_id).values_list("slug", flat=True))
+        slugs = list(Deployment.objects.filter(pk=key.deployment_id).values_list("slug", flat=True))  # type: ignore[misc]  # set for deployment keys
     else:
-        slugs = sorted(GlobalKeyDeployment.objects.filter(key_id=key.id).values_list("deployment__slug", flat=True))
+        slugs = sorted(GlobalKeyDeployment.objects.filter(key_id=key.id).values_list("deployment__slug", flat=True))  # type: ignore[misc]
     local_cache.set(cache_key, tuple(slugs), generation)
     return slugs
 
 
 _last_touched: dict[str, datetime] = {}
 _LAST_USED_RESOLUTION = timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
+
+
+def forget_last_used() -> None:
+    """Forget when this worker last wrote each key's `last_used_at` (a fresh start)."""
+    _last_touched.clear()
 
 
 def touch_last_used(key: VerifiedKey, now: datetime | None = None) -> None:

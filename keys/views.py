@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from deployments.models import Execution
 from deployments.services import execution_run
 from keys import crypto
-from keys.authentication import ApiKeyAuthentication, HasApiKey, KeyAuth, rate_limit_headers
+from keys.authentication import ApiKeyAuthentication, HasApiKey, KeyAuth, key_auth, rate_limit_headers
 from keys.lookup import DeploymentRef
 from keys.verification import can_execute, find_deployment, scope_slugs
 from lib.net import client_ip
@@ -51,7 +51,7 @@ def resolve_deployment(auth: KeyAuth, org_slug: str, deployment_slug: str) -> De
     deployment = target.deployment if target is not None else find_deployment(key.organization_id, deployment_slug)
     if deployment is None:
         raise exceptions.NotFound(NOT_FOUND)
-    if not can_execute(key, deployment.id, deployment.organization_id, known=target and target.in_scope):
+    if not can_execute(key, deployment.id, deployment.organization_id, known=target.in_scope if target is not None else None):
         raise DeploymentNotInScope()
     if not deployment.is_active:
         raise DeploymentInactive()
@@ -89,7 +89,7 @@ class ClientAPIView(APIView):
     _authenticators = (ApiKeyAuthentication(),)
     _permissions = (HasApiKey(),)
 
-    def get_authenticators(self) -> tuple[ApiKeyAuthentication, ...]:
+    def get_authenticators(self) -> tuple[ApiKeyAuthentication, ...]:  # type: ignore[override]  # DRF only iterates it
         return self._authenticators
 
     def get_permissions(self) -> tuple[HasApiKey, ...]:
@@ -110,7 +110,7 @@ class ClientAPIView(APIView):
 
 class ExecuteView(ClientAPIView):
     def post(self, request: Request, org_slug: str, deployment_slug: str) -> Response:
-        deployment = resolve_deployment(request.auth, org_slug, deployment_slug)
+        deployment = resolve_deployment(key_auth(request), org_slug, deployment_slug)
         # Before anything is read (by Content-Length), then on the body itself.
         check_body_size(request.META.get("CONTENT_LENGTH"))
         check_body_size(None, request.body)
@@ -118,7 +118,7 @@ class ExecuteView(ClientAPIView):
         if not isinstance(payload, dict):
             raise exceptions.ParseError("The request body must be a JSON object.")
         check_storable(payload)
-        key = request.auth.key
+        key = key_auth(request).key
         execution = execution_run(
             deployment=deployment,
             payload=payload,
@@ -129,6 +129,7 @@ class ExecuteView(ClientAPIView):
             client_ip=client_ip(request),
             query_string=without_keys(request.META.get("QUERY_STRING", "")),
         )
+        response_status: int
         if execution.status == Execution.Status.COMPLETED:
             response_status = status.HTTP_200_OK
         elif execution.error_code == "upstream_timeout":
@@ -141,7 +142,7 @@ class ExecuteView(ClientAPIView):
 class ExecutionDetailView(ClientAPIView):
     def get(self, request: Request, org_slug: str, deployment_slug: str, execution_id: str) -> Response:
         try:
-            deployment = resolve_deployment(request.auth, org_slug, deployment_slug)
+            deployment = resolve_deployment(key_auth(request), org_slug, deployment_slug)
         except (DeploymentNotInScope, DeploymentInactive):
             # Only keys that may execute a deployment see its executions; to others they do not exist.
             raise exceptions.NotFound(EXECUTION_NOT_FOUND) from None
@@ -158,7 +159,7 @@ class ExecutionDetailView(ClientAPIView):
 # GET /api/v1/key/: what the calling key is and what it opens (a comment: the schema would show a docstring).
 class KeyIntrospectionView(ClientAPIView):
     def get(self, request: Request) -> Response:
-        key = request.auth.key
+        key = key_auth(request).key
         return Response(
             {
                 "id": key.id,

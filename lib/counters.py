@@ -131,7 +131,7 @@ def reserve(limits: dict[str, int], now: float | None = None) -> Reservation:
     else:
         with _reserve_lock:
             counts = [1 if cache.add(name, 1, WINDOW_SECONDS * 2) else cache.incr(name) for name in names]
-            over = any(count > limit for count, limit in zip(counts, limits.values()))
+            over = any(count > limit for count, limit in zip(counts, limits.values(), strict=True))
             if over:
                 for name in names:
                     cache.decr(name)

@@ -1,4 +1,4 @@
-"""Content negotiation that cannot fail: the API answers JSON whatever `Accept` or `?format=` say (CONTRACT §2)."""
+"""Content negotiation that cannot fail: the API answers JSON whatever `Accept` or `?format=` say."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Page-number pagination for the management API (CONTRACT §5).
+"""Page-number pagination for the management API.
 
 50 a page, `?page_size=` up to 200 (larger values are clamped, invalid ones
 fall back to the default), a page out of range is a 404 in the error shape.

@@ -1,7 +1,7 @@
 import io
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -77,7 +77,7 @@ def check_storable(data: Any) -> None:
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, with the body size and nesting bounded: 413 or 400 instead of a 500."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         request = (parser_context or {}).get("request")
         check_body_size(request.META.get("CONTENT_LENGTH") if request is not None else None)
         body = stream.read(settings.KEYSCOPE_MAX_BODY_BYTES + 1)

@@ -32,7 +32,7 @@ class ManagementAutoSchema(AutoSchema):
     def get_override_parameters(self) -> list[Any]:
         parameters = list(super().get_override_parameters())
         for name, description in PATH_PARAMETERS.items():
-            if "{%s}" % name in self.path:
+            if f"{{{name}}}" in self.path:
                 parameters.append(OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.PATH, description=description))
         return parameters
 
@@ -64,6 +64,6 @@ class ValidationErrorExtension(OpenApiSerializerExtension):
             "description": "Each offending field (or `non_field_errors`) maps to its messages; a field that "
             "holds a map or list (DRF's nested form) maps to an object of the same shape, keyed by entry.",
             "additionalProperties": {
-                "oneOf": [build_array_type(build_basic_type(OpenApiTypes.STR)), {"type": "object"}],
+                "oneOf": [build_array_type(build_basic_type(OpenApiTypes.STR) or {}), {"type": "object"}],
             },
         }

@@ -43,7 +43,6 @@ class InputSerializer(serializers.Serializer):
     """Rejects fields it does not know, so a typo or a read-only field is a 400, not silently ignored."""
 
     unknown_field_message = "This field is not allowed here."
-    read_only_message = "This field cannot be changed."
 
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)

@@ -1,4 +1,4 @@
-"""The admin for org admins (CONTRACT §6): everything is scoped by membership.
+"""The admin for org admins: everything is scoped by membership.
 
 `OrganizationScopedAdmin` is the base of every keyscope ModelAdmin. A staff
 user sees the objects of the organizations they belong to and changes those of
@@ -131,7 +131,7 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
 
     # Permissions -----------------------------------------------------------------
 
-    def _allowed(self, request: HttpRequest, obj: Model | None, *, admin_only: bool) -> bool:
+    def _allowed(self, request: HttpRequest, obj: Any, *, admin_only: bool) -> bool:
         user = request.user
         if not (user.is_active and user.is_staff):
             return False
@@ -145,16 +145,16 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self._allowed(request, None, admin_only=False)
 
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._allowed(request, obj, admin_only=False)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return self._allowed(request, None, admin_only=True)
 
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._allowed(request, obj, admin_only=True)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return self._allowed(request, obj, admin_only=True)
 
 

@@ -1,4 +1,4 @@
-"""Organization resolution and permissions for the management API (CONTRACT §5).
+"""Organization resolution and permissions for the management API.
 
 Everything under `/api/v1/orgs/<org_slug>/` answers, in this order:
 anonymous → 401 (with `WWW-Authenticate: Basic`); not a member of the
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from rest_framework import exceptions, permissions, serializers, viewsets
+from rest_framework import exceptions, generics, permissions, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -24,17 +24,17 @@ ORGANIZATION_NOT_FOUND = "No organization with this slug exists, or you are not 
 ADMINS_ONLY = "Only an admin of this organization may do this."
 
 
-class OrganizationScopedMixin:
+class OrganizationScopedMixin(generics.GenericAPIView):
     """Resolves `self.organization` and `self.role` from the URL's `org_slug`, once per request."""
 
-    kwargs: dict[str, Any]
-    request: Request
+    _organization: Organization
+    _role: str
 
     def resolve_organization(self) -> Organization:
         if not hasattr(self, "_organization"):
             organization = Organization.objects.filter(slug=self.kwargs.get("org_slug", "")).first()
             role = role_in(self.request.user, organization) if organization is not None else None
-            if role is None:
+            if organization is None or role is None:
                 # An unknown organization and someone else's look the same.
                 raise exceptions.NotFound(ORGANIZATION_NOT_FOUND)
             self._organization, self._role = organization, role
@@ -51,7 +51,7 @@ class OrganizationScopedMixin:
 
     def is_schema_generation(self) -> bool:
         """drf-spectacular calls get_queryset() without a request to type the path parameters."""
-        return getattr(self, "swagger_fake_view", False)
+        return bool(getattr(self, "swagger_fake_view", False))
 
 
 class IsOrganizationMember(permissions.BasePermission):

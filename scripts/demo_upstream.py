@@ -75,7 +75,7 @@ def main() -> None:
         raise SystemExit(
             f"demo upstream: cannot listen on {options.host}:{options.port} ({error.strerror}); "
             "the demo's http deployment will answer 502."
-        )
+        ) from None
     server.daemon_threads = True
     if options.parent_pid:
         threading.Thread(target=exit_with_parent, args=(options.parent_pid,), daemon=True).start()

@@ -1,4 +1,4 @@
-"""A fresh checkout serves the admin and the API with `runserver`, no `collectstatic` (CONTRACT §2)."""
+"""A fresh checkout serves the admin and the API with `runserver`, no `collectstatic`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from backend.tests.subprocesses import BASE_DIR, clean_env, manage, production_secret_key, serving
-from keys.tests.limits.conftest import free_port
+from keys.tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 

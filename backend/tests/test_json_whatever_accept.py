@@ -1,4 +1,4 @@
-"""The API answers JSON whatever `Accept` or `?format=` say, and never a 500 for them (CONTRACT §2)."""
+"""The API answers JSON whatever `Accept` or `?format=` say, and never a 500 for them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from rest_framework.negotiation import DefaultContentNegotiation
 
 from keys.views import ClientAPIView
 
-from keys.tests.api.conftest import ORG_A, basic
-from keys.tests.conftest import bearer, deployment_a1, global_all_key_a  # noqa: F401  (fixtures)
+from keys.tests.helpers import ORG_A, basic
+from keys.tests.helpers import bearer
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""No full key in any log line, at any level, tracebacks and stacks included (CONTRACT §3)."""
+"""No full key in any log line, at any level, tracebacks and stacks included."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ import pytest
 from backend.logging import RedactKeysFilter
 from backend.tests.log_capture import debug_log, written  # noqa: F401  (fixture)
 from keys import crypto
-from keys.tests.admin.conftest import DEPLOYMENT, GLOBAL, admin_url, client_a, full_keys_in, global_key_form  # noqa: F401
-from keys.tests.conftest import deployment_a1  # noqa: F401
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, full_keys_in, global_key_form, logged_in
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client_a(admin_a):
+    return logged_in(admin_a)
+
 
 
 def test_creating_and_rotating_keys_in_the_admin_logs_no_key_at_debug(client_a, org_a, deployment_a1, debug_log):

@@ -1,4 +1,4 @@
-"""`make run` on a copy of the project: what it leaves behind (CONTRACT §2)."""
+"""`make run` on a copy of the project: what it leaves behind."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from backend.tests.attack.conftest import needs
 from backend.tests.subprocesses import BASE_DIR, serving
-from keys.tests.limits.conftest import free_port
+from keys.tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 

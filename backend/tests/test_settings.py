@@ -1,4 +1,4 @@
-"""Settings come from the environment, with safe local defaults (CONTRACT §2)."""
+"""Settings come from the environment, with safe local defaults."""
 
 import os
 

@@ -4,7 +4,7 @@ from deployments.models import Deployment, Execution
 from organizations.tests.factories import OrganizationFactory
 
 
-class DeploymentFactory(factory.django.DjangoModelFactory):
+class DeploymentFactory(factory.django.DjangoModelFactory[Deployment]):
     class Meta:
         model = Deployment
 
@@ -14,7 +14,7 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
     description = ""
 
 
-class ExecutionFactory(factory.django.DjangoModelFactory):
+class ExecutionFactory(factory.django.DjangoModelFactory[Execution]):
     class Meta:
         model = Execution
 

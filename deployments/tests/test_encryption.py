@@ -22,7 +22,7 @@ def key_one(settings):
 
 
 def with_credentials(org, **fields) -> Deployment:
-    deployment = DeploymentFactory(organization=org, **fields)
+    deployment = DeploymentFactory.create(organization=org, **fields)
     deployment.set_upstream_headers(HEADERS)
     deployment.save()
     return deployment

@@ -6,24 +6,16 @@ import socket
 import pytest
 from rest_framework.test import APIClient
 
-from deployments import encryption
 from deployments.models import Deployment, Execution
 from deployments.tests.factories import DeploymentFactory
-from deployments.tests.upstream_server import upstream  # noqa: F401  (fixture)
 from keys.models import DeploymentKey
 from keys.tests.test_hardening import stdout_log  # noqa: F401  (fixture)
 
 UPSTREAM_SECRET = "Bearer upstream-secret-for-tests"
 
 
-@pytest.fixture
-def encryption_keys(settings):
-    settings.KEYSCOPE_ENCRYPTION_KEYS = [encryption.generate_key()]
-    return settings.KEYSCOPE_ENCRYPTION_KEYS
-
-
 def http_deployment(org, upstream_url: str, **fields) -> Deployment:
-    deployment = DeploymentFactory(organization=org, slug="model", runner=Deployment.Runner.HTTP, **fields)
+    deployment = DeploymentFactory.create(organization=org, slug="model", runner=Deployment.Runner.HTTP, **fields)
     deployment.upstream_url = upstream_url
     deployment.full_clean()
     deployment.save()

@@ -12,7 +12,7 @@ from deployments.tests.factories import ExecutionFactory
 
 
 def aged(days: float) -> Execution:
-    execution = ExecutionFactory()
+    execution = ExecutionFactory.create()
     Execution.objects.filter(pk=execution.pk).update(created_at=timezone.now() - timedelta(days=days))
     return execution
 

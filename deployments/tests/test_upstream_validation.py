@@ -9,7 +9,6 @@ from django.db import IntegrityError, transaction
 from deployments.models import Deployment
 from deployments.tests.factories import DeploymentFactory
 from deployments.upstream import resolve_upstream, validate_upstream_headers, validate_upstream_url
-from keys.tests.api.conftest import admin_client, client_for  # noqa: F401  (fixtures)
 
 PUBLIC_IP = "93.184.215.14"
 

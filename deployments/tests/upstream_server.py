@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -102,7 +103,7 @@ class _Server(ThreadingHTTPServer):
 
 
 @pytest.fixture
-def upstream(settings) -> Upstream:
+def upstream(settings) -> Iterator[Upstream]:
     """The upstream server, with 127.0.0.1 allowed for the test's deployments."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.upstream = Upstream(base_url=f"http://127.0.0.1:{server.server_address[1]}")

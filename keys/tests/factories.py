@@ -8,18 +8,18 @@ from typing import Any
 from deployments.models import Deployment
 from keys import crypto
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
-from keys.services import deployment_key_import, global_key_import
+from keys.services import deployment_key_import, deployment_key_issue, global_key_import, global_key_issue
 from organizations.models import Organization
 
 
 def issue_deployment_key(deployment: Deployment, name: str = "deployment key", **fields: Any) -> tuple[DeploymentKey, str]:
-    return DeploymentKey.objects.issue(deployment=deployment, name=name, **fields)
+    return deployment_key_issue(deployment=deployment, name=name, **fields)
 
 
 def issue_global_key(
     organization: Organization, name: str = "global key", **fields: Any
 ) -> tuple[GlobalApiDeploymentKey, str]:
-    return GlobalApiDeploymentKey.objects.issue(organization=organization, name=name, **fields)
+    return global_key_issue(organization=organization, name=name, **fields)
 
 
 def import_deployment_key(deployment: Deployment, name: str = "imported key", **fields: Any) -> tuple[DeploymentKey, str]:

@@ -1,7 +1,8 @@
-"""The audit trail (CONTRACT §7): one event per write, the contract's fields, never a secret, append-only."""
+"""The audit trail: one event per write, the contract's fields, never a secret, append-only."""
 
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -9,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from keys import crypto
-from keys.models import AuditEvent, DeploymentKey
+from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import (
     global_key_issue,
     key_activate,
@@ -219,3 +220,13 @@ def test_the_guard_does_not_block_deleting_an_organization(event, org_a):
     """Events belong to their tenant: the cascade does not go through the queryset's delete()."""
     org_a.delete()
     assert not AuditEvent.objects.exists()
+
+
+def test_audit_times_are_written_in_utc(org_a):
+    in_two_hours_elsewhere = (timezone.now() + timedelta(days=1)).astimezone(dt_timezone(timedelta(hours=2)))
+    key, _ = GlobalApiDeploymentKey.objects.issue(
+        organization=org_a, name="tz", allow_all_deployments=True, expires_at=in_two_hours_elsewhere
+    )
+    recorded = AuditEvent.objects.get(key_id=key.id, action="created").changes["expires_at"][1]
+    assert recorded.endswith("Z")
+    assert recorded[:19] == in_two_hours_elsewhere.astimezone(UTC).isoformat()[:19]

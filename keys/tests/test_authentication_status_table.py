@@ -1,4 +1,4 @@
-"""CONTRACT §4's status table, row by row (the two rate-limit rows live with the limits),
+"""The client API's status table (which refusal answers first), row by row (the two rate-limit rows live with the limits),
 the mangled keys, and both headers with their precedence."""
 
 from datetime import timedelta
@@ -10,8 +10,8 @@ from django.utils import timezone
 from keys import crypto
 from keys.models import DeploymentKey, RetiredSecret
 from keys.services import key_deactivate, key_revoke, key_rotate, key_update
-from keys.tests.conftest import assert_error, execute, execute_url, x_api_key
 from keys.tests.factories import issue_deployment_key
+from keys.tests.helpers import assert_error, execute, execute_url, x_api_key
 
 
 def later(seconds: int):

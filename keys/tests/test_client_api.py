@@ -1,4 +1,4 @@
-"""The client API's execute endpoint (CONTRACT §4): bodies, content types, paths, what is recorded."""
+"""The client API's execute endpoint: bodies, content types, paths, what is recorded."""
 
 import json
 import uuid
@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from deployments.models import Execution
-from keys.tests.conftest import assert_error, bearer, execute, execute_url
+from keys.tests.helpers import assert_error, bearer, execute, execute_url
 
 
 def test_execute_runs_the_deployment_and_records_the_execution_with_its_key(client, global_selected_key_a):

@@ -1,4 +1,4 @@
-"""The key format (CONTRACT §3), checked against an independent reading of the contract."""
+"""The key format, checked against an independent reading of the contract."""
 
 import ast
 import hashlib
@@ -118,7 +118,7 @@ def test_crypto_imports_nothing_from_django():
     assert not [name for name in imported if name.split(".")[0] in {"django", "keys", "rest_framework"}]
 
 
-# Imported keys (CONTRACT §9): a UUID in its canonical 8-4-4-4-12 form, any case.
+# Imported keys: a UUID in its canonical 8-4-4-4-12 form, any case.
 
 
 def test_a_uuid_in_any_case_is_one_candidate_hashed_in_lowercase():

@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from keys.tests.conftest import assert_error, bearer, execute, execution_url
 from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.helpers import assert_error, bearer, execute, execution_url
 
 
 def read(client, org_slug, deployment_slug, execution_id, full_key, trailing_slash=True):

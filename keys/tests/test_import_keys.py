@@ -23,7 +23,7 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-def deployment_row(key: str, deployment: str = "a-one", name: str = "Unstract key", **fields) -> dict:
+def deployment_row(key: object, deployment: str = "a-one", name: str = "Unstract key", **fields) -> dict:
     return {"key": key, "deployment": deployment, "name": name, "description": "", "is_active": True, **fields}
 
 

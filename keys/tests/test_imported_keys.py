@@ -1,4 +1,4 @@
-"""Clients present imported UUID keys as before and get the answers a keyscope key of their kind gets (CONTRACT §9)."""
+"""Clients present imported UUID keys as before and get the answers a keyscope key of their kind gets."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from keys import crypto
 from keys.lookup import UUID_LOOKUP
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
 from keys.services import key_revoke, key_rotate, key_update
-from keys.tests.conftest import assert_error, bearer, execute, x_api_key
 from keys.tests.factories import import_deployment_key, import_global_key
+from keys.tests.helpers import assert_error, bearer, execute, x_api_key
 from keys.tests.test_authentication_status_table import later
 from keys.tests.test_query_counts import (
     COLD_EXECUTE_QUERIES,

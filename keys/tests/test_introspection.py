@@ -1,4 +1,4 @@
-"""GET /api/v1/key/: what the calling key is (CONTRACT §4)."""
+"""GET /api/v1/key/: what the calling key is."""
 
 from datetime import timedelta
 
@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from keys.services import key_update
-from keys.tests.conftest import assert_error, bearer
+from keys.tests.helpers import assert_error, bearer
 
 FIELDS = {
     "id", "name", "kind", "organization", "key_masked", "allow_all_deployments", "deployments", "format", "expires_at",
@@ -74,3 +74,21 @@ def test_introspection_needs_a_valid_key(client, deployment_key_a1):
     _, full_key = deployment_key_a1
     assert_error(client.get("/api/v1/key/"), 401, "not_authenticated")
     assert_error(client.get("/api/v1/key/", **bearer(full_key[:-1])), 401, "invalid_key")
+
+
+def test_warm_introspection_makes_no_query(client, global_selected_key_a, django_assert_num_queries):
+    _, full_key = global_selected_key_a
+    first = client.get("/api/v1/key/", **bearer(full_key))
+    assert first.json()["deployments"] == ["a-one", "a-two"]
+    with django_assert_num_queries(0):
+        second = client.get("/api/v1/key/", **bearer(full_key))
+    assert second.json()["deployments"] == ["a-one", "a-two"]
+
+
+def test_introspection_follows_a_scope_change_at_once(client, global_selected_key_a, deployment_a3):
+    from keys.services import key_update
+
+    key, full_key = global_selected_key_a
+    client.get("/api/v1/key/", **bearer(full_key))
+    key_update(key=key, actor=None, deployments=[deployment_a3])
+    assert client.get("/api/v1/key/", **bearer(full_key)).json()["deployments"] == ["a-three"]

@@ -1,4 +1,4 @@
-"""The tenant guard in the model layer (CONTRACT §1), from plain ORM code as in `manage.py shell`.
+"""The tenant guard in the model layer, from plain ORM code as in `manage.py shell`.
 
 A shell session runs in autocommit, where each ORM call is its own transaction;
 inside a test's transaction, `transaction.atomic()` around the call plays that part.

@@ -1,4 +1,4 @@
-"""Moving in from Unstract, end to end (CONTRACT §9): the README's SQL exports Unstract's keys, import_keys stores
+"""Moving in from Unstract, end to end: the README's SQL exports Unstract's keys, import_keys stores
 them hashed, clients keep calling with their UUIDs, a rotation phases the UUIDs out, and nothing holds one.
 
 Unstract's tables are made here, in a schema of the test database named as Unstract's `DB_SCHEMA` default
@@ -28,7 +28,7 @@ from deployments.tests.factories import DeploymentFactory
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import imported_keys_rotate
-from keys.tests.conftest import execute
+from keys.tests.helpers import execute
 from keys.tests.test_authentication_status_table import later
 from organizations.models import Organization
 from organizations.tests.factories import OrganizationFactory
@@ -230,7 +230,7 @@ def expected(key: UnstractKey, organization_id: str, api_name: str) -> tuple[int
     return 403, "deployment_not_in_scope"
 
 
-def _row_of(uuid_key: str):
+def _row_of(uuid_key):
     digest = crypto.imported_secret(uuid_key).digest
     return DeploymentKey.objects.filter(digest=digest).first() or GlobalApiDeploymentKey.objects.get(digest=digest)
 

@@ -18,8 +18,8 @@ from django.utils import timezone
 from deployments.models import Deployment
 from keys import crypto
 from keys.models import DeploymentKey, GlobalKeyDeployment
-from keys.tests.conftest import bearer, execute
 from keys.tests.factories import import_deployment_key, import_global_key, issue_deployment_key, issue_global_key
+from keys.tests.helpers import bearer, execute
 from keys.verification_cache import local_cache
 
 # One lookup (the key, its organization, the deployment the URL names and, for a global key

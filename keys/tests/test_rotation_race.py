@@ -8,8 +8,8 @@ from django.db import connection, connections
 from keys import crypto
 from keys.models import AuditEvent, RetiredSecret
 from keys.services import key_rotate
-from keys.tests.conftest import assert_error, execute
 from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.helpers import assert_error, execute
 
 ROTATIONS = 8
 

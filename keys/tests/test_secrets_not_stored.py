@@ -1,15 +1,18 @@
 """No full key, and no key body, in any stored row, any log line or any SQL sent to the database."""
 
+import io
 import logging
+import uuid
 
 import pytest
 from django.apps import apps
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from backend.logging import redact
 from keys.services import key_deactivate, key_revoke, key_rotate, key_update
-from keys.tests.conftest import bearer, execute, execution_url
 from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.helpers import bearer, execute, execution_url
 
 
 def secrets_of(full_keys: list[str]) -> list[str]:
@@ -130,3 +133,57 @@ def test_error_responses_never_echo_the_key(client, deployment_key_a1, deploymen
         text = response.content.decode() + str(dict(response.headers))
         for secret in secrets_of([full_key]):
             assert secret not in text
+
+
+@pytest.fixture
+def stdout_log():
+    """What the configured stdout handler writes, filters included."""
+    handler = next(h for h in logging.getLogger("django").handlers if h.get_name() == "stdout")
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)
+
+
+@pytest.mark.parametrize("where", ["path", "query"])
+def test_a_key_put_in_a_url_is_never_logged(client, global_all_key_a, stdout_log, where):
+    _, full_key = global_all_key_a
+    if where == "path":
+        response = client.get(f"/api/v1/key/{full_key}/")
+        assert response.status_code == 404
+    else:
+        response = client.get(f"/api/v1/key/?key={full_key}")
+        assert response.status_code == 401  # a key in the URL is ignored
+    client.post(f"/api/v1/deployments/org-a/{full_key}/execute/", content_type="application/json")
+    output = stdout_log.getvalue()
+    assert full_key not in output
+    assert full_key[4:36] not in output
+
+
+# An imported key is a UUID: no log line holds one either.
+
+
+@pytest.mark.parametrize("spelling", [str.lower, str.upper])
+def test_a_uuid_put_in_a_url_is_never_logged(client, db, stdout_log, spelling):
+    key = spelling(str(uuid.uuid4()))
+    assert client.get(f"/api/v1/key/{key}/").status_code == 404
+    client.post(f"/api/v1/deployments/org-a/{key}/execute/", content_type="application/json")
+    output = stdout_log.getvalue()
+    assert "Not Found" in output  # Django did log the paths
+    assert key not in output and key.lower() not in output.lower()
+    assert "[redacted uuid]" in output
+
+
+def test_keyscopes_own_lines_keep_the_key_ids_they_name(stdout_log):
+    key_id = str(uuid.uuid4())
+    logging.getLogger("keyscope.test").warning("key %s refused", key_id)
+    logging.getLogger("django.request").warning("Not Found: /x/%s/", key_id)
+    lines = stdout_log.getvalue().splitlines()
+    assert key_id in lines[0]
+    assert key_id not in lines[1] and "[redacted uuid]" in lines[1]
+
+
+def test_redaction_leaves_other_hex_and_ids_alone():
+    bare = uuid.uuid4().hex
+    assert redact(f"execution {bare} took 3 ms") == f"execution {bare} took 3 ms"
+    assert redact(f"key={uuid.uuid4()}&x=1") == "key=[redacted uuid]&x=1"

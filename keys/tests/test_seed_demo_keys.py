@@ -16,12 +16,10 @@ from deployments.models import Deployment
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import key_deactivate, key_revoke, key_update
-from keys.tests.conftest import assert_error, execute
+from keys.tests.helpers import assert_error, execute
 
 # Built from the format's constants, so no key-shaped literal is committed.
-KEY_PATTERN = re.compile(
-    "ks[dg]_[%s]{%d}" % ("0-9A-Za-z", crypto.BODY_LENGTH + crypto.CHECKSUM_LENGTH)
-)
+KEY_PATTERN = re.compile(f"ks[dg]_[0-9A-Za-z]{{{crypto.BODY_LENGTH + crypto.CHECKSUM_LENGTH}}}")
 
 
 def seed(*args: str) -> str:

@@ -18,8 +18,8 @@ from keys.services import (
     key_rotate,
     key_update,
 )
-from keys.tests.conftest import assert_error, execute
 from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.helpers import assert_error, execute
 
 
 def test_issue_stores_only_the_digest_and_last_four(deployment_a1):

@@ -8,27 +8,12 @@ revoked, an expired, an inactive and a rotated-out key, each `(row, full_key)`.
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from keys.services import key_deactivate, key_revoke, key_rotate
-from keys.tests.admin.conftest import logged_in, staff_member_a  # noqa: F401  (fixture)
-from keys.tests.api.conftest import basic  # noqa: F401
-from keys.tests.conftest import (  # noqa: F401  (fixtures)
-    deployment_a1,
-    deployment_a2,
-    deployment_a3,
-    deployment_b1,
-    deployment_key_a1,
-    global_all_key_a,
-    global_all_key_b,
-    global_selected_key_a,
-)
 from keys.tests.factories import issue_deployment_key, issue_global_key
 
 
@@ -59,28 +44,3 @@ def rotated_out_key_a(org_a):
     row, old_key = issue_global_key(org_a, name="rotated", allow_all_deployments=True)
     row, _new_key = key_rotate(key=row, actor=None, grace_period_seconds=0)
     return row, old_key
-
-
-# PostgreSQL binaries, for pg_dump and a server of our own ------------------------
-
-
-def pg_binary(name: str) -> Path | None:
-    """`name` from KEYSCOPE_TEST_PG_BINDIR (scripts/with-services.sh), the PATH or /usr/lib/postgresql."""
-    bindir = os.environ.get("KEYSCOPE_TEST_PG_BINDIR")
-    if bindir and (Path(bindir) / name).is_file():
-        return Path(bindir) / name
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
-    return candidates[-1] if candidates else None
-
-
-def needs(what: str, condition: bool, hint: str) -> None:
-    """Skip loudly when a tool is missing; under CI=true that is a failure, not a skip."""
-    if condition:
-        return
-    reason = f"!!! {what} NOT TESTED: {hint} !!!"
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)

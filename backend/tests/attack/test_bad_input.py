@@ -12,10 +12,7 @@ from django.test import Client
 
 from deployments.models import Deployment, Execution
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
-from keys.tests.api.conftest import ORG_A
-from keys.tests.conftest import bearer
-
-from .conftest import basic
+from keys.tests.helpers import ORG_A, basic, bearer
 
 pytestmark = pytest.mark.django_db
 

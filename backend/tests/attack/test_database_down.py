@@ -24,10 +24,7 @@ import pytest
 
 from backend.middleware import SERVICE_UNAVAILABLE_BODY
 from backend.tests.subprocesses import BASE_DIR, clean_env, manage, production_secret_key
-from keys.tests.api.conftest import basic
-from keys.tests.limits.conftest import free_port
-
-from .conftest import needs, pg_binary
+from keys.tests.helpers import basic, free_port, needs, pg_binary
 
 pytestmark = pytest.mark.slow
 
@@ -81,6 +78,7 @@ class OwnPostgres:
 def own_postgres() -> Iterator[OwnPostgres]:
     initdb, pg_ctl = pg_binary("initdb"), pg_binary("pg_ctl")
     needs("DATABASE OUTAGE", bool(initdb and pg_ctl), "needs PostgreSQL's initdb and pg_ctl (apt-get install postgresql)")
+    assert initdb is not None and pg_ctl is not None
     # Not tmp_path: pytest's base folder is private to root, and the server may run as nobody.
     root = Path(tempfile.mkdtemp(prefix="keyscope-db-down-"))
     root.chmod(0o755)

@@ -1,5 +1,5 @@
 """Odd `Accept`, `?format=`, credentials, bodies and query strings on every operation: never a 500,
-always JSON in the contract's error shape (CONTRACT §2, §4).
+always JSON in the contract's error shape.
 
 The operations, their body fields and query parameters come from the OpenAPI
 schema, so a new route or field is fuzzed without being listed here. Each
@@ -24,7 +24,7 @@ from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
 from backend.tests.log_capture import debug_log, written  # noqa: F401  (fixture)
-from keys.tests.conftest import execute
+from keys.tests.helpers import execute
 from organizations.tests.factories import TEST_PASSWORD
 
 from .conftest import basic

@@ -18,7 +18,7 @@ from django.test import Client
 
 from backend.tests.clock import FrozenClock
 from backend.tests.threads import in_threads
-from keys.tests.api.conftest import ORG_A
+from keys.tests.helpers import ORG_A
 from lib import counters
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

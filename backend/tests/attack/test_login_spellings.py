@@ -13,7 +13,7 @@ import base64
 import pytest
 
 from backend.tests.clock import FrozenClock
-from keys.tests.api.conftest import ORG_A
+from keys.tests.helpers import ORG_A
 from lib import counters
 from organizations.tests.factories import TEST_PASSWORD
 
@@ -50,7 +50,7 @@ SPELLINGS = {
     "fullwidth": lambda u, p: "Basic " + credentials(u.translate(FULLWIDTH), p),
     "capitals": lambda u, p: "Basic " + credentials(u.upper(), p),
 }
-FULLWIDTH = {ord(c): ord(c) + 0xFEE0 for c in "abcdefghijklmnopqrstuvwxyz-"}
+FULLWIDTH: dict[int, int] = {ord(c): ord(c) + 0xFEE0 for c in "abcdefghijklmnopqrstuvwxyz-"}
 # The spellings that name another user than the one Django authenticates from them.
 NOT_THE_SAME_USER = {"latin-1-username"}
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keys import crypto
-from keys.tests.conftest import bearer, execute_url, x_api_key
+from keys.tests.helpers import bearer, execute_url, x_api_key
 
 BASE62 = st.sampled_from(crypto.BASE62_ALPHABET)
 BODIES = st.text(BASE62, min_size=crypto.BODY_LENGTH, max_size=crypto.BODY_LENGTH)
@@ -107,7 +107,7 @@ def test_any_body_is_answered_without_a_5xx(fuzz_target, body, content_type):
 @HTTP
 @given(segment=st.text(max_size=80), where=st.sampled_from(["org", "deployment", "execution", "mgmt-org", "mgmt-key"]))
 def test_any_path_segment_is_answered_without_a_5xx(fuzz_target, admin_a, segment, where):
-    from .conftest import basic
+    from keys.tests.helpers import basic
 
     encoded = quote(segment.encode("utf-8", "surrogatepass"), safe="")
     paths = {

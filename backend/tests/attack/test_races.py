@@ -18,10 +18,7 @@ from django.test import Client
 from backend.tests.threads import in_threads
 from deployments.models import Deployment
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
-from keys.tests.api.conftest import ORG_A
-from keys.tests.conftest import execute
-
-from .conftest import basic
+from keys.tests.helpers import ORG_A, basic, execute
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

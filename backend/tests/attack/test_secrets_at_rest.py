@@ -21,11 +21,20 @@ from backend.tests.log_capture import debug_log, written  # noqa: F401  (fixture
 from deployments.models import Deployment
 from keys import crypto
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
-from keys.tests.admin.conftest import DEPLOYMENT, GLOBAL, admin_url, full_keys_in, global_key_form
-from keys.tests.api.conftest import ORG_A
-from keys.tests.conftest import bearer, execute
-
-from .conftest import basic, logged_in, needs, pg_binary
+from keys.tests.helpers import (
+    DEPLOYMENT,
+    GLOBAL,
+    ORG_A,
+    admin_url,
+    basic,
+    bearer,
+    execute,
+    full_keys_in,
+    global_key_form,
+    logged_in,
+    needs,
+    pg_binary,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -1,4 +1,5 @@
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="Count what would be deleted; delete nothing.")
 
-    def handle(self, *args, days: int | None = None, dry_run: bool = False, **options) -> None:
+    def handle(self, *args: Any, days: int | None = None, dry_run: bool = False, **options: Any) -> None:
         if days is None:
             days = settings.KEYSCOPE_EXECUTION_RETENTION_DAYS
         if days < 0:

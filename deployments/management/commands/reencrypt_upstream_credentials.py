@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -11,7 +13,7 @@ class Command(BaseCommand):
         "KEYSCOPE_ENCRYPTION_KEYS, and say how many. After it, keys other than the first can be removed."
     )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         count = 0
         with transaction.atomic():
             rows = Deployment.objects.exclude(upstream_headers_encrypted="").select_for_update().order_by("pk")

@@ -1,4 +1,4 @@
-"""`manage.py import_keys --org <slug> FILE [--dry-run]`: move Unstract's UUID keys in (CONTRACT §9).
+"""`manage.py import_keys --org <slug> FILE [--dry-run]`: move Unstract's UUID keys in.
 
 All of the file or nothing, in one transaction; a second run creates nothing.
 No key is ever printed: the summary shows masked keys (`uuid…abcd`) only.

@@ -28,7 +28,7 @@ from keys.services import (
     key_deactivate,
     key_revoke,
     key_rotate,
-    scope_errors,
+    scope_input_errors,
 )
 from organizations.models import Organization
 
@@ -169,6 +169,7 @@ class Command(ExplainedCommand):
             data = dict(DeploymentKeySerializer(key).data)
             organization = key.deployment.organization.slug
         else:
+            assert isinstance(key, GlobalApiDeploymentKey)
             data = dict(GlobalKeySerializer(key).data)
             organization = key.organization.slug
         return {"kind": key.KIND, "organization": organization, **data}
@@ -261,9 +262,10 @@ class Command(ExplainedCommand):
             fields["expires_at"] = parsed
         if rate_limit is not None and rate_limit < 0:
             raise CommandError("--rate-limit must be 0 or more.")
+        key: ApiKey
         if is_global:
             deployments = [self._deployment(organization, slug) for slug in dict.fromkeys(deployment)]
-            if errors := scope_errors(allow_all_deployments=all_deployments, deployments=deployments):
+            if errors := scope_input_errors(allow_all_deployments=all_deployments, deployments=deployments):
                 raise CommandError(" ".join(errors.values()) + " (use --all-deployments or --deployment SLUG)")
             key, full_key = global_key_issue(
                 actor=None,

@@ -1,8 +1,9 @@
 import secrets
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
@@ -11,6 +12,8 @@ from deployments.services import deployment_create
 from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import deployment_key_issue, global_key_issue, key_activate, key_delete, key_rotate, key_update
 from organizations.models import Membership, Organization
+
+K = TypeVar("K", bound=ApiKey)
 
 DEMO_ORG_SLUG = "demo"
 DEMO_USERNAME = "demo-admin"
@@ -33,7 +36,7 @@ class Command(BaseCommand):
         "their scope restored; a revoked one is replaced by a new key), and prints them."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--reset",
             action="store_true",
@@ -46,7 +49,7 @@ class Command(BaseCommand):
         )
 
     @transaction.atomic
-    def handle(self, *args, reset: bool = False, base_url: str = "", **options) -> None:
+    def handle(self, *args: Any, reset: bool = False, base_url: str = "", **options: Any) -> None:
         org, _ = Organization.objects.get_or_create(slug=DEMO_ORG_SLUG, defaults={"name": "Demo organization"})
         user_model = get_user_model()
         user = user_model.objects.filter(username=DEMO_USERNAME).first()
@@ -128,7 +131,7 @@ class Command(BaseCommand):
             self.stdout.write("Keys are shown once; keep them now. `seed_demo --reset` rotates them.")
 
     @staticmethod
-    def _revoked_replaced(key: ApiKey | None, reset: bool) -> ApiKey | None:
+    def _revoked_replaced(key: K | None, reset: bool) -> K | None:
         """A revoked demo key cannot be rotated: --reset deletes it, so a fresh one is issued.
 
         A plain run leaves it alone and prints nothing: it creates only what is missing.
@@ -139,7 +142,7 @@ class Command(BaseCommand):
         return key
 
     @staticmethod
-    def _usable(key: ApiKey) -> ApiKey:
+    def _usable(key: K) -> K:
         """Before --reset rotates a demo key, undo what would make the printed key fail: deactivated, expired."""
         if not key.is_active:
             key = key_activate(key=key, actor=None)

@@ -1,4 +1,4 @@
-"""Changing keys in the admin: every write goes through the key service and is audited (CONTRACT §6, §7)."""
+"""Changing keys in the admin: every write goes through the key service and is audited."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from django.utils import timezone
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import NAME_TAKEN, key_revoke
-from keys.tests.admin.conftest import DEPLOYMENT, GLOBAL, admin_url, full_keys_in, global_key_form
-from keys.tests.conftest import execute
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, execute, full_keys_in, global_key_form
 
 pytestmark = pytest.mark.django_db
 
@@ -214,7 +213,9 @@ def test_the_deployment_key_list_shows_its_scope_as_a_count_and_the_deployment_i
     assert [k.pk for k in sorted_page.context["cl"].result_list] == [key.pk]
 
 
-@pytest.mark.parametrize(("status", "expected"), [("active", {"fresh"}), ("inactive", {"off"}), ("expired", {"old"}), ("revoked", {"gone"})])
+@pytest.mark.parametrize(
+    ("status", "expected"), [("active", {"fresh"}), ("inactive", {"off"}), ("expired", {"old"}), ("revoked", {"gone"})]
+)
 def test_the_status_filter(client_a, org_a, status, expected):
     from keys.tests.factories import issue_global_key
 

@@ -1,4 +1,4 @@
-"""Audit events and executions are read-only in the admin, for everyone (CONTRACT §7)."""
+"""Audit events and executions are read-only in the admin, for everyone."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from deployments.models import Execution
 from deployments.tests.factories import ExecutionFactory
 from keys.models import AuditEvent
-from keys.tests.admin.conftest import admin_url
+from keys.tests.helpers import admin_url
 
 pytestmark = pytest.mark.django_db
 

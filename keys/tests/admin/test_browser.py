@@ -22,7 +22,7 @@ from django.db import connections
 from deployments.tests.factories import DeploymentFactory
 from keys import crypto
 from keys.models import AuditEvent, GlobalApiDeploymentKey
-from keys.tests.admin.conftest import FULL_KEY
+from keys.tests.helpers import FULL_KEY
 from organizations.models import Membership
 from organizations.tests.factories import TEST_PASSWORD, MembershipFactory, OrganizationFactory, UserFactory
 

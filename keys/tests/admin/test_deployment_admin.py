@@ -1,4 +1,4 @@
-"""Deployments in the admin: scoped, keys listed masked, deletion through the service (CONTRACT §5, §6)."""
+"""Deployments in the admin: scoped, keys listed masked, deletion through the service."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from deployments.models import Deployment, Execution
 from deployments.tests.factories import ExecutionFactory
 from keys.models import AuditEvent, DeploymentKey
-from keys.tests.admin.conftest import admin_url, full_keys_in
+from keys.tests.helpers import admin_url, full_keys_in
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""Imported keys in the admin: a badge, a filter, and rotating all of an organization's at once (CONTRACT §9)."""
+"""Imported keys in the admin: a badge, a filter, and rotating all of an organization's at once."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, RetiredSecret
 from keys.services import key_revoke
-from keys.tests.admin.conftest import DEPLOYMENT, GLOBAL, admin_url, full_keys_in
 from keys.tests.factories import import_deployment_key, import_global_key
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, full_keys_in
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""Creating or rotating a key answers with the one-time page, and the key appears nowhere else (CONTRACT §3, §6)."""
+"""Creating or rotating a key answers with the one-time page, and the key appears nowhere else."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from django.test import Client
 
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
-from keys.tests.admin.conftest import DEPLOYMENT, GLOBAL, admin_url, full_keys_in, global_key_form
-from keys.tests.conftest import execute
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, execute, full_keys_in, global_key_form
 
 pytestmark = pytest.mark.django_db
 

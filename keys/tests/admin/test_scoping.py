@@ -1,4 +1,4 @@
-"""An org admin sees and changes only their organizations' objects; superusers see all (CONTRACT §6)."""
+"""An org admin sees and changes only their organizations' objects; superusers see all."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from django.test import Client
 
 from deployments.tests.factories import DeploymentFactory, ExecutionFactory
 from keys.models import AuditEvent, GlobalApiDeploymentKey
-from keys.tests.admin.conftest import DEPLOYMENT, GLOBAL, admin_url, global_key_form, logged_in
 from keys.tests.factories import issue_deployment_key
-from organizations.tests.factories import UserFactory
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, global_key_form, logged_in
+from organizations.models import Membership
+from organizations.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -66,7 +67,7 @@ def foreign_urls(objects: dict, deployment_b1) -> list[str]:
         admin_url(GLOBAL, "history", global_b.pk),
         admin_url(DEPLOYMENT, "change", key_b.pk),
         admin_url(DEPLOYMENT, "delete", key_b.pk),
-        admin_url("auditevent", "change", event_b.pk),
+        admin_url("auditevent", "change", event_b.pk),  # type: ignore[union-attr]  # global_b was created, so audited
         admin_url("deployment", "change", deployment_b1.pk, app="deployments"),
         admin_url("deployment", "delete", deployment_b1.pk, app="deployments"),
         admin_url("execution", "change", execution_b.pk, app="deployments"),
@@ -212,3 +213,14 @@ def test_an_org_admin_needs_no_django_model_permissions(admin_a, client_a):
     index = client_a.get("/admin/").content.decode()
     for label in ("Global API deployment keys", "Deployment keys", "Deployments", "Audit events", "Executions"):
         assert label in index
+
+
+def test_an_org_admin_without_deployments_is_offered_none_of_another_organizations(client, deployment_b1):
+    empty_org = OrganizationFactory(slug="org-empty")
+    user = UserFactory(username="empty-admin", is_staff=True)
+    MembershipFactory(organization=empty_org, user=user, role=Membership.Role.ADMIN)
+    client.force_login(user)
+    response = client.get("/admin/keys/globalapideploymentkey/add/")
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.fields["deployments"].queryset) == []
+    assert "b-one" not in response.content.decode()

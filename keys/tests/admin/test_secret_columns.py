@@ -1,4 +1,4 @@
-"""No admin filter or search reads a secret-derived column, a character at a time or at all (CONTRACT §6)."""
+"""No admin filter or search reads a secret-derived column, a character at a time or at all."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.contrib.admin import SimpleListFilter
 
 from deployments import encryption
 from deployments.models import Deployment
-from keys.tests.admin.conftest import DEPLOYMENT, GLOBAL, admin_url
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url
 from organizations.admin import reaches_secret
 
 pytestmark = pytest.mark.django_db

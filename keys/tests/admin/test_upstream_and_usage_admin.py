@@ -1,17 +1,15 @@
-"""The admin: a deployment's upstream with write-only credentials (issue 7), and a key's usage (issue 6)."""
+"""The admin: a deployment's upstream with write-only credentials, and a key's usage."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from cryptography.fernet import Fernet
 from django.db import connection
 from django.test import override_settings
 
 from deployments.models import Deployment
-from keys.tests.admin.conftest import DEPLOYMENT, GLOBAL, admin_url, full_keys_in
-from keys.tests.conftest import execute
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, execute, full_keys_in
 
 pytestmark = pytest.mark.django_db
 
@@ -21,10 +19,7 @@ OTHER_SECRET = "tenant-value-never-rendered-c4b8"
 HEADERS = {"Authorization": SECRET, "X-Tenant": OTHER_SECRET}
 
 
-@pytest.fixture(autouse=True)
-def encryption_keys():
-    with override_settings(KEYSCOPE_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
-        yield
+pytestmark = pytest.mark.usefixtures("encryption_keys")  # every test here may store credentials
 
 
 @pytest.fixture
@@ -135,7 +130,8 @@ def test_new_headers_are_stored_encrypted_and_never_rendered(client_a, deploymen
         cursor.execute("SELECT * FROM deployments_deployment WHERE id = %s", [deployment_a1.pk])
         row = repr(cursor.fetchone())
     assert SECRET not in row and OTHER_SECRET not in row
-    for page in (client_a.get(response.url), client_a.get(change_url(deployment_a1)), client_a.get(admin_url("deployment", "changelist", app="deployments"))):
+    changelist = admin_url("deployment", "changelist", app="deployments")
+    for page in (client_a.get(response.url), client_a.get(change_url(deployment_a1)), client_a.get(changelist)):
         assert page.status_code == 200
         assert_no_secret(page)
     history = client_a.get(admin_url("deployment", "history", deployment_a1.pk, app="deployments"))

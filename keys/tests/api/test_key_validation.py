@@ -1,4 +1,4 @@
-"""Every rule of CONTRACT §5 for key input, one at a time: each a 400 naming its field."""
+"""Every rule for key input through the management API, one at a time: each a 400 naming its field."""
 
 from datetime import timedelta
 from unittest import mock
@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
-from keys.tests.api.conftest import ORG_A
 from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.helpers import ORG_A
 
 DEPLOYMENT_KEYS = f"{ORG_A}/deployments/a-one/keys/"
 GLOBAL_KEYS = f"{ORG_A}/global-keys/"

@@ -12,9 +12,8 @@ from rest_framework.test import APIClient
 
 from keys import services
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
-from keys.tests.api.conftest import ORG_A
-from keys.tests.conftest import bearer
 from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.helpers import ORG_A, bearer
 
 DEPLOYMENT_KEYS = f"{ORG_A}/deployments/a-one/keys/"
 GLOBAL_KEYS = f"{ORG_A}/global-keys/"

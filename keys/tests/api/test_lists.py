@@ -1,4 +1,4 @@
-"""Executions and audit events lists, their filters, and pagination (CONTRACT §5)."""
+"""Executions and audit events lists, their filters, and pagination."""
 
 import uuid
 from datetime import timedelta
@@ -9,8 +9,8 @@ from django.utils import timezone
 from deployments.models import Execution
 from deployments.tests.factories import ExecutionFactory
 from keys.models import AuditEvent
-from keys.tests.api.conftest import ORG_A
 from keys.tests.factories import issue_global_key
+from keys.tests.helpers import ORG_A
 
 EXECUTIONS = f"{ORG_A}/executions/"
 AUDIT_EVENTS = f"{ORG_A}/audit-events/"

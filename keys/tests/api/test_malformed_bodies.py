@@ -3,7 +3,7 @@
 import pytest
 
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
-from keys.tests.api.conftest import ORG_A
+from keys.tests.helpers import ORG_A
 
 NESTED = ("[" * 5000 + "]" * 5000).encode()
 

@@ -1,8 +1,8 @@
-"""Who may do what under /api/v1/orgs/<org_slug>/ (CONTRACT §5): every route × every persona."""
+"""Who may do what under /api/v1/orgs/<org_slug>/: every route × every persona."""
 
 import pytest
 
-from keys.tests.api.conftest import ORG_A
+from keys.tests.helpers import ORG_A
 
 # (method, path template, body, status for an admin); {dk} a deployment key id, {gk} a global key id.
 READS = [

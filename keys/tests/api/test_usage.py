@@ -1,4 +1,4 @@
-"""A key's daily usage through the management API: `.../keys/<id>/usage/` and `global-keys/<id>/usage/` (issue 6)."""
+"""A key's daily usage through the management API: `.../keys/<id>/usage/` and `global-keys/<id>/usage/`."""
 
 import uuid
 from datetime import timedelta
@@ -9,8 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from keys.services import key_revoke
-from keys.tests.api.conftest import ORG_A
-from keys.tests.conftest import execute
+from keys.tests.helpers import ORG_A, execute
 from keys.usage import flush_usage
 
 
@@ -95,7 +94,9 @@ def test_an_outsider_and_anonymous_cannot_read_usage(other_admin_client, anonymo
     assert anonymous_client.get(url).status_code == 401
 
 
-def test_usage_follows_the_404_rules_of_the_key_detail(admin_client, other_admin_client, deployment_key_a1, deployment_a2, global_all_key_b):
+def test_usage_follows_the_404_rules_of_the_key_detail(
+    admin_client, other_admin_client, deployment_key_a1, deployment_a2, global_all_key_b
+):
     key, _ = deployment_key_a1
     missing = uuid.uuid4()
     not_found = [

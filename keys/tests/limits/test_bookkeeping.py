@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from keys.models import DeploymentKey
 from keys.services import key_revoke
-from keys.tests.conftest import execute
 from keys.tests.factories import issue_deployment_key
+from keys.tests.helpers import execute
 from keys.usage import flush_usage, usage_for
 
 pytestmark = pytest.mark.django_db

@@ -1,12 +1,15 @@
 """The failed-authentication throttle per client address, and which address that is."""
 
+
+
+
 import pytest
 from django.test import RequestFactory, override_settings
 
 from keys import crypto
 from keys.services import key_deactivate, key_revoke
-from keys.tests.conftest import assert_error, execute
 from keys.tests.factories import issue_deployment_key
+from keys.tests.helpers import assert_error, execute
 from lib.net import client_ip
 
 pytestmark = pytest.mark.django_db
@@ -210,3 +213,16 @@ def test_without_trusted_proxies_the_header_is_never_read():
     request = RequestFactory().get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.5")
 
     assert client_ip(request) == "127.0.0.1"
+
+
+def test_failed_authentications_are_counted_over_the_last_minute_not_since_the_window_began(settings):
+    from keys import ratelimit
+
+    settings.KEYSCOPE_FAILED_AUTH_PER_MINUTE = 60
+    window_end = (int(1_800_000_000 // 60) + 1) * 60
+    for _ in range(60):  # all in the last second of a window
+        throttled, _ = ratelimit.record_failed_auth("198.51.100.7", now=window_end - 0.5)
+        assert not throttled
+    # One second later a new window has begun, but those 60 were within the last minute.
+    throttled, _ = ratelimit.record_failed_auth("198.51.100.7", now=window_end + 0.5)
+    assert throttled

@@ -10,7 +10,7 @@ from deployments.services import deployment_delete
 from keys import verification_cache
 from keys.models import DeploymentKey
 from keys.services import key_deactivate, key_delete, key_revoke, key_rotate, key_update
-from keys.tests.conftest import assert_error, execute
+from keys.tests.helpers import assert_error, execute
 
 pytestmark = pytest.mark.django_db
 

@@ -1,11 +1,11 @@
-"""Per-key rate limits (CONTRACT §4): N a minute, then 429 with the IETF fields and Retry-After."""
+"""Per-key rate limits: N a minute, then 429 with the IETF fields and Retry-After."""
 
 import pytest
 from django.test import override_settings
 
 from keys.services import key_update
-from keys.tests.conftest import assert_error, execute
 from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.helpers import assert_error, execute
 
 pytestmark = pytest.mark.django_db
 

@@ -135,3 +135,19 @@ def test_the_login_page_says_why_it_refuses(client, admin_a):
     assert refused.status_code == 429
     assert "Too many failed logins. Try again in 59 seconds." in refused.content.decode()
     assert 'name="username"' in refused.content.decode()  # the login form again, not a bare error
+
+
+def test_basic_credentials_beside_a_valid_api_key_are_not_a_throttled_login(client, global_all_key_a, deployment_a1):
+    _, full_key = global_all_key_a
+    with override_settings(KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE=1, KEYSCOPE_LOGIN_FAILURES_PER_MINUTE=1):
+        for _ in range(3):
+            client.get("/api/v1/orgs/org-a/deployments/", HTTP_AUTHORIZATION="Basic bm9ib2R5Om5vcGU=")
+        throttled = client.get("/api/v1/orgs/org-a/deployments/", HTTP_AUTHORIZATION="Basic bm9ib2R5Om5vcGU=")
+        assert throttled.status_code == 429
+        response = client.post(
+            "/api/v1/deployments/org-a/a-one/execute/",
+            content_type="application/json",
+            HTTP_AUTHORIZATION="Basic bm9ib2R5Om5vcGU=",
+            HTTP_X_API_KEY=full_key,
+        )
+    assert response.status_code == 200

@@ -1,7 +1,7 @@
 """Two gunicorn processes over one PostgreSQL and one Redis, as production runs.
 
 A limit of N a minute holds across both, and a revoked key is refused by
-every process within 1 second: that bound is the feature (issue 6), not a
+every process within 1 second: that bound is the feature, not a
 performance target. The processes cache verified keys for 30 seconds here, so
 only the Redis flush message, not the cache's TTL, can meet it.
 """
@@ -28,7 +28,7 @@ from backend.tests.subprocesses import clean_env, production_secret_key
 from keys.models import DeploymentKey
 from keys.services import key_revoke
 from keys.tests.factories import issue_deployment_key
-from keys.tests.limits.conftest import free_port, needs_redis
+from keys.tests.helpers import free_port, needs_redis
 from keys.verification_cache import flush
 from organizations.tests.factories import TEST_PASSWORD
 
@@ -86,6 +86,7 @@ class Server:
         )
 
     def wait_healthy(self) -> None:
+        assert self.process is not None, "start() first"
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

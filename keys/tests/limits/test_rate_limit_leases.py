@@ -16,8 +16,8 @@ from django.test import override_settings
 
 from keys import ratelimit
 from keys.lookup import LOOKUPS, VerifiedKey
-from keys.tests.conftest import assert_error, execute
 from keys.tests.factories import issue_deployment_key
+from keys.tests.helpers import assert_error, execute
 from lib import counters
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +47,7 @@ class Workers:
     """Several workers of one host, each with its own leases, over the one shared counter."""
 
     def __init__(self, count: int) -> None:
-        self.leases = [dict() for _ in range(count)]
+        self.leases: list[dict[str, ratelimit._Lease]] = [{} for _ in range(count)]
 
     def check(self, worker: int, key: VerifiedKey) -> ratelimit.RateLimit:
         with mock.patch.object(ratelimit, "_leases", self.leases[worker]):

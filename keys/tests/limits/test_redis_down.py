@@ -11,8 +11,8 @@ from django.test import override_settings
 
 from keys import usage, verification_cache
 from keys.services import key_revoke
-from keys.tests.conftest import assert_error, bearer, execute
 from keys.tests.factories import issue_deployment_key
+from keys.tests.helpers import assert_error, bearer, execute
 from lib import counters
 from lib.redis_client import reset_clients
 

@@ -24,9 +24,8 @@ from django.utils import timezone
 from deployments.models import Deployment
 from keys import crypto, verification_cache
 from keys.services import key_update
-from keys.tests.conftest import assert_error, bearer, execute
 from keys.tests.factories import issue_global_key
-from keys.tests.limits.conftest import Clock, needs_redis
+from keys.tests.helpers import Clock, assert_error, bearer, execute, needs_redis
 from lib.redis_client import redis_client
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""Deployments through the management API (CONTRACT §5)."""
+"""Deployments through the management API."""
 
 import pytest
 from rest_framework.test import APIClient
@@ -6,8 +6,7 @@ from rest_framework.test import APIClient
 from deployments.models import Deployment, Execution
 from deployments.tests.factories import ExecutionFactory
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
-from keys.tests.api.conftest import ORG_A
-from keys.tests.conftest import bearer
+from keys.tests.helpers import ORG_A, bearer
 
 DEPLOYMENTS = f"{ORG_A}/deployments/"
 

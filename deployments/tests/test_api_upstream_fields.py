@@ -1,30 +1,21 @@
-"""A deployment's upstream through the management API: runner, URL, timeout, and write-only credentials (issue 7)."""
+"""A deployment's upstream through the management API: runner, URL, timeout, and write-only credentials."""
 
 import logging
 
 import pytest
-from cryptography.fernet import Fernet
 from django.db import connection
 from django.test import override_settings
 
 from deployments.models import Deployment
-from deployments.tests.upstream_server import upstream  # noqa: F401  (fixture)
 from keys.models import AuditEvent
-from keys.tests.api.conftest import ORG_A
-from keys.tests.conftest import execute
 from keys.tests.factories import issue_deployment_key
+from keys.tests.helpers import ORG_A, execute
 
 DEPLOYMENTS = f"{ORG_A}/deployments/"
 PUBLIC_URL = "https://93.184.215.14/v1/run"  # an IP literal: validated without DNS
 SECRET = "Bearer upstream-credential-that-is-never-shown-7f3a"
 OTHER_SECRET = "tenant-credential-never-shown-91c2"
 HEADERS = {"X-Tenant": OTHER_SECRET, "Authorization": SECRET}
-
-
-@pytest.fixture
-def encryption_keys():
-    with override_settings(KEYSCOPE_ENCRYPTION_KEYS=[Fernet.generate_key().decode()]):
-        yield
 
 
 @pytest.fixture

@@ -1,0 +1,106 @@
+"""Deployment, key and API-client personas, registered for every app's tests by the root conftest.py.
+
+A key of each kind for org A, and org B's own deployment and key. Each key
+fixture returns `(row, full_key)`; full keys are made at run time.
+"""
+
+from collections.abc import Callable
+
+import pytest
+from cryptography.fernet import Fernet
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from deployments.tests.factories import DeploymentFactory
+from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.helpers import basic
+
+
+@pytest.fixture
+def deployment_a1(org_a):
+    return DeploymentFactory(organization=org_a, slug="a-one", name="A one")
+
+
+@pytest.fixture
+def deployment_a2(org_a):
+    return DeploymentFactory(organization=org_a, slug="a-two", name="A two")
+
+
+@pytest.fixture
+def deployment_a3(org_a):
+    return DeploymentFactory(organization=org_a, slug="a-three", name="A three")
+
+
+@pytest.fixture
+def deployment_b1(org_b):
+    return DeploymentFactory(organization=org_b, slug="b-one", name="B one")
+
+
+@pytest.fixture
+def deployment_key_a1(deployment_a1):
+    """A deployment key for a-one."""
+    return issue_deployment_key(deployment_a1, name="a-one key")
+
+
+@pytest.fixture
+def global_all_key_a(org_a):
+    """A global key that opens every deployment of org A."""
+    return issue_global_key(org_a, name="all of A", allow_all_deployments=True)
+
+
+@pytest.fixture
+def global_selected_key_a(org_a, deployment_a1, deployment_a2, deployment_a3):
+    """A global key that opens a-one and a-two (not a-three)."""
+    return issue_global_key(org_a, name="a-one and a-two", deployments=[deployment_a1, deployment_a2])
+
+
+@pytest.fixture
+def global_all_key_b(org_b, deployment_b1):
+    return issue_global_key(org_b, name="all of B", allow_all_deployments=True)
+
+
+@pytest.fixture
+def encryption_keys():
+    """A fresh KEYSCOPE_ENCRYPTION_KEYS for tests that store upstream credentials."""
+    keys = [Fernet.generate_key().decode()]
+    with override_settings(KEYSCOPE_ENCRYPTION_KEYS=keys):
+        yield keys
+
+
+# API clients for the personas of the root conftest, authenticated the way real clients are (HTTP Basic).
+
+
+@pytest.fixture
+def client_for() -> Callable:
+    def make(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.credentials(HTTP_AUTHORIZATION=basic(user.username))
+        return client
+
+    return make
+
+
+@pytest.fixture
+def anonymous_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def admin_client(client_for, admin_a) -> APIClient:
+    return client_for(admin_a)
+
+
+@pytest.fixture
+def member_client(client_for, member_a) -> APIClient:
+    return client_for(member_a)
+
+
+@pytest.fixture
+def other_admin_client(client_for, admin_b) -> APIClient:
+    return client_for(admin_b)
+
+
+@pytest.fixture
+def superuser_client(client_for, superuser) -> APIClient:
+    return client_for(superuser)
