@@ -13,7 +13,7 @@ from keys.worker_state import forget_worker_state
 from organizations.models import Membership
 from organizations.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
-pytest_plugins = ["keys.tests.fixtures", "deployments.tests.upstream_server"]
+pytest_plugins = ["keys.tests.fixtures", "deployments.tests.upstream_server", "backend.tests.log_capture"]
 
 
 @pytest.fixture(autouse=True)

@@ -196,7 +196,7 @@ RESERVED_HEADERS = frozenset({"host", "content-length", "content-type", "transfe
 RESERVED_HEADER_PREFIX = "x-keyscope-"
 MAX_UPSTREAM_HEADERS = 50
 MAX_HEADER_VALUE_LENGTH = 8192
-_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]{0,%d}" % MAX_HEADER_VALUE_LENGTH)
+_HEADER_VALUE = re.compile(rf"[\t\x20-\x7e]{{0,{MAX_HEADER_VALUE_LENGTH}}}")
 
 
 def validate_upstream_headers(headers: object) -> dict[str, str]:

@@ -39,7 +39,7 @@ _UUID_KEY = re.compile(_UUID_TEXT)
 
 # Either shape of key inside a longer text (a log line, say), for redaction.
 KEYSCOPE_KEY_IN_TEXT = re.compile(
-    "(?:%s)%s" % ("|".join(re.escape(prefix) for prefix in KIND_BY_PREFIX), _BASE62_TAIL.pattern)
+    "(?:" + "|".join(re.escape(prefix) for prefix in KIND_BY_PREFIX) + ")" + _BASE62_TAIL.pattern
 )
 UUID_KEY_IN_TEXT = re.compile(rf"(?<![0-9A-Za-z-]){_UUID_TEXT}(?![0-9A-Za-z-])")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.http import Http404
@@ -19,10 +20,10 @@ class FallbackContentNegotiation(DefaultContentNegotiation):
     """
 
     def select_renderer(
-        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
     ) -> tuple[BaseRenderer, str]:
         try:
             return super().select_renderer(request, renderers, format_suffix)
         except (exceptions.NotAcceptable, Http404):  # DRF's answers to an Accept, and a ?format=, it cannot meet
-            renderer: Any = renderers[0]
+            renderer: Any = next(iter(renderers))
             return renderer, renderer.media_type

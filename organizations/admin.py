@@ -9,7 +9,7 @@ Django model permissions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -53,7 +53,7 @@ def reaches_secret(model: type[Model], lookup: str) -> bool:
             return True
         if field.related_model is None:
             return False
-        model = field.related_model
+        model = cast("type[Model]", field.related_model)
     return False
 
 

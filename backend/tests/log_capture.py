@@ -7,6 +7,7 @@ import io
 import logging
 import sys
 from collections.abc import Iterator
+from typing import Any, cast
 
 import pytest
 from django.conf import settings
@@ -53,13 +54,23 @@ def configure_with_stdout(config: dict, stream) -> None:
 @pytest.fixture
 def debug_log() -> Iterator[tuple[RecordingHandler, io.StringIO]]:
     """LOGGING at DEBUG with one more handler named in it, configured as Django configures it; and stdout."""
-    config = copy.deepcopy(settings.LOGGING)
+    config: Any = copy.deepcopy(settings.LOGGING)
     config["handlers"]["recording"] = {"()": RecordingHandler}
     config["root"] = {"handlers": ["stdout", "recording"], "level": "DEBUG"}
     config["loggers"]["django"] = {"handlers": ["stdout", "recording"], "level": "DEBUG", "propagate": False}
-    stream = stdout_handler().stream
+    stream = cast(logging.StreamHandler, stdout_handler()).stream
     stdout = io.StringIO()
     configure_with_stdout(config, stdout)
     recording = next(handler for handler in logging.getLogger().handlers if isinstance(handler, RecordingHandler))
     yield recording, stdout
     configure_with_stdout(settings.LOGGING, stream)
+
+
+@pytest.fixture
+def stdout_log() -> Iterator[io.StringIO]:
+    """What the configured stdout handler writes, filters included."""
+    handler: Any = next(h for h in logging.getLogger("django").handlers if h.get_name() == "stdout")
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-
 from django.conf import settings
 
 BASE_DIR = Path(settings.BASE_DIR)

@@ -6,10 +6,8 @@ import pytest
 from django.test import Client
 from rest_framework.negotiation import DefaultContentNegotiation
 
+from keys.tests.helpers import ORG_A, basic, bearer
 from keys.views import ClientAPIView
-
-from keys.tests.helpers import ORG_A, basic
-from keys.tests.helpers import bearer
 
 pytestmark = pytest.mark.django_db
 

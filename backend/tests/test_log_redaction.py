@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from backend.logging import RedactKeysFilter
-from backend.tests.log_capture import debug_log, written  # noqa: F401  (fixture)
+from backend.tests.log_capture import written
 from keys import crypto
 from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, full_keys_in, global_key_form, logged_in
 

@@ -13,9 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.tests.attack.conftest import needs
 from backend.tests.subprocesses import BASE_DIR, serving
-from keys.tests.helpers import free_port
+from keys.tests.helpers import free_port, needs
 
 pytestmark = pytest.mark.slow
 

@@ -6,10 +6,10 @@ import socket
 import pytest
 from rest_framework.test import APIClient
 
+from deployments import encryption
 from deployments.models import Deployment, Execution
 from deployments.tests.factories import DeploymentFactory
 from keys.models import DeploymentKey
-from keys.tests.test_hardening import stdout_log  # noqa: F401  (fixture)
 
 UPSTREAM_SECRET = "Bearer upstream-secret-for-tests"
 

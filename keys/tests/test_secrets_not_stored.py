@@ -1,6 +1,5 @@
 """No full key, and no key body, in any stored row, any log line or any SQL sent to the database."""
 
-import io
 import logging
 import uuid
 
@@ -133,16 +132,6 @@ def test_error_responses_never_echo_the_key(client, deployment_key_a1, deploymen
         text = response.content.decode() + str(dict(response.headers))
         for secret in secrets_of([full_key]):
             assert secret not in text
-
-
-@pytest.fixture
-def stdout_log():
-    """What the configured stdout handler writes, filters included."""
-    handler = next(h for h in logging.getLogger("django").handlers if h.get_name() == "stdout")
-    buffer = io.StringIO()
-    previous = handler.setStream(buffer)
-    yield buffer
-    handler.setStream(previous)
 
 
 @pytest.mark.parametrize("where", ["path", "query"])

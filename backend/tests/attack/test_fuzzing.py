@@ -23,11 +23,9 @@ from django.db import transaction
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
-from backend.tests.log_capture import debug_log, written  # noqa: F401  (fixture)
-from keys.tests.helpers import execute
+from backend.tests.log_capture import written
+from keys.tests.helpers import basic, execute
 from organizations.tests.factories import TEST_PASSWORD
-
-from .conftest import basic
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +109,7 @@ def credentials(operation: Operation, world: dict) -> dict[str, str]:
 CLIENT = Client()  # one for every request: they carry their own credentials, and no cookie is kept
 
 
-def call(operation: Operation, url: str, headers: dict[str, str], body: Any = None):
+def call(operation: Operation, url: str, headers: dict[str, Any], body: Any = None):
     """One request, its effects rolled back."""
     raw = b"" if body is None else json.dumps(body).encode()  # ensure_ascii: surrogates travel as \u escapes
     with transaction.atomic():

@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from django.db import connection
 from django.test import Client
 
-from backend.tests.log_capture import debug_log, written  # noqa: F401  (fixture)
+from backend.tests.log_capture import written
 from deployments.models import Deployment
 from keys import crypto
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
