@@ -76,6 +76,8 @@ def execute(base_url: str, deployment_slug: str, full_key: str) -> httpx.Respons
 
 
 def read_one_time_key(page) -> str:
+    # The page answers the form's POST: wait for it to load, a loaded machine may take seconds.
+    page.locator(".one-time-key-page").wait_for(timeout=30_000)
     assert page.locator(".one-time-key-page").count() == 1
     assert "will not be shown again" in page.locator("#one-time-warning").inner_text()
     codes = page.locator("code.full-key")
