@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
@@ -233,3 +236,13 @@ def test_the_uuid_lookup_uses_both_digest_indexes(client, org_a, deployment_a1):
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Index" in plan
     assert "Seq Scan on keys_deploymentkey" not in plan and "Seq Scan on keys_globalapideploymentkey" not in plan
+
+
+def test_a_uuid_refused_before_its_import_works_right_after(client, deployment_a1, tmp_path):
+    """The import flushes what workers cached, the "unknown key" answer included (CONTRACT §4)."""
+    key = str(uuid.uuid4())
+    assert_error(execute(client, "org-a", "a-one", key), 401, "invalid_key")  # now cached as unknown
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"deployment_keys": [{"key": key, "deployment": "a-one", "name": "moved"}]}))
+    call_command("import_keys", "--org", "org-a", str(path), stdout=StringIO())
+    assert execute(client, "org-a", "a-one", key).status_code == 200

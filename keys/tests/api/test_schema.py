@@ -72,6 +72,14 @@ def test_only_issued_keys_have_a_key_field(schema):
     assert with_key == {"IssuedDeploymentKey", "IssuedGlobalKey"}
 
 
+def test_every_key_shape_documents_its_format(schema):
+    components = schema["components"]["schemas"]
+    for name in ("DeploymentKey", "GlobalKey", "IssuedDeploymentKey", "IssuedGlobalKey", "KeyIntrospection"):
+        field = components[name]["properties"]["format"]
+        ref = field.get("$ref") or field["allOf"][0]["$ref"]  # read-only fields wrap theirs in allOf
+        assert components[ref.rsplit("/", 1)[1]]["enum"] == ["keyscope", "uuid"], name
+
+
 def test_schema_and_docs_are_served_without_a_cdn(client, db):
     response = client.get("/api/schema/")
     assert response.status_code == 200
