@@ -3,6 +3,7 @@ from django.urls import include, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from backend.health import healthz
+from keys.api import OrganizationPolicyViewSet
 from keys.views import ExecuteView, ExecutionDetailView, KeyIntrospectionView
 
 # Paths answer with and without their trailing slash.
@@ -16,6 +17,11 @@ urlpatterns = [
     re_path(DEPLOYMENT + r"/execute/?$", ExecuteView.as_view(), name="deployment-execute"),
     re_path(DEPLOYMENT + r"/executions/(?P<execution_id>[^/]+)/?$", ExecutionDetailView.as_view(), name="execution-detail"),
     re_path(r"^api/v1/key/?$", KeyIntrospectionView.as_view(), name="key-introspection"),
+    re_path(
+        r"^api/v1/orgs/(?P<org_slug>[^/]+)/?$",
+        OrganizationPolicyViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
+        name="organization-detail",
+    ),
     re_path(r"^api/v1/orgs/(?P<org_slug>[^/]+)/", include("backend.api_urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

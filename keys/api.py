@@ -31,9 +31,12 @@ from keys.serializers import (
     KeyFilterSerializer,
     KeyInputSerializer,
     KeyUsageSerializer,
+    OrganizationPolicyInputSerializer,
+    OrganizationSerializer,
     RevokeInputSerializer,
     RotateInputSerializer,
 )
+from keys.policy import key_policy_update
 from keys.services import (
     deployment_key_issue,
     global_key_issue,
@@ -205,7 +208,11 @@ class DeploymentKeyViewSet(KeyViewSet):
     def get_queryset(self) -> QuerySet:
         if self.is_schema_generation():
             return DeploymentKey.objects.none()
-        return DeploymentKey.objects.filter(deployment=self.deployment).select_related("deployment", "created_by")
+        return (
+            DeploymentKey.objects.filter(deployment=self.deployment)
+            .select_related("deployment", "created_by")
+            .with_previous_key_expiry()
+        )
 
     def issue(self, request: Request, fields: dict[str, Any]) -> tuple[ApiKey, str]:
         return deployment_key_issue(deployment=self.deployment, actor=request.user, ip_address=client_ip(request), **fields)
@@ -228,10 +235,39 @@ class GlobalKeyViewSet(KeyViewSet):
             GlobalApiDeploymentKey.objects.filter(organization=self.organization)
             .select_related("created_by")
             .prefetch_related("deployments")
+            .with_previous_key_expiry()
         )
 
     def issue(self, request: Request, fields: dict[str, Any]) -> tuple[ApiKey, str]:
         return global_key_issue(organization=self.organization, actor=request.user, ip_address=client_ip(request), **fields)
+
+
+@extend_schema_view(
+    retrieve=extend_schema(summary="Read the organization and its key policy", responses={200: OrganizationSerializer}),
+    partial_update=extend_schema(
+        summary="Change the organization's key policy",
+        request=OrganizationPolicyInputSerializer,
+        responses={200: OrganizationSerializer},
+        description="Admins only. `slug` and `name` are read-only here. Each change is audited "
+        "(an event with the key fields null).",
+    ),
+)
+class OrganizationPolicyViewSet(OrganizationViewSet):
+    """`/api/v1/orgs/<org_slug>/`: the organization, and the policy its keys follow."""
+
+    schema_tags = ["organizations"]
+    serializer_class = OrganizationSerializer
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return Response(OrganizationSerializer(self.organization).data)
+
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = OrganizationPolicyInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        organization = key_policy_update(
+            organization=self.organization, actor=request.user, ip_address=client_ip(request), **serializer.validated_data
+        )
+        return Response(OrganizationSerializer(organization).data)
 
 
 @extend_schema_view(

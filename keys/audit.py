@@ -1,10 +1,11 @@
-"""Writing audit events. Only keys/services.py calls this."""
+"""Writing audit events. Only keys/services.py and keys/policy.py call this."""
 
 from datetime import UTC, datetime
 from typing import Any
 
 from keys.models import ApiKey, AuditEvent, DeploymentKey
 from lib.users import Actor, authenticated_user
+from organizations.models import Organization
 
 AuditValue = str | int | bool | list[str] | None
 
@@ -24,6 +25,20 @@ def key_organization_id(key: ApiKey) -> int:
     return key.organization_id  # type: ignore[attr-defined]
 
 
+def _create(
+    *, action: str, actor: Actor, ip_address: str | None, changes: dict[str, tuple[Any, Any]] | None, **fields: Any
+) -> AuditEvent:
+    user = authenticated_user(actor)
+    return AuditEvent.objects.create(
+        action=action,
+        actor=user,
+        actor_username=user.get_username() if user is not None else "",
+        ip_address=ip_address,
+        changes={field: [audit_value(old), audit_value(new)] for field, (old, new) in (changes or {}).items()},
+        **fields,
+    )
+
+
 def audit_record(
     *,
     key: ApiKey,
@@ -32,15 +47,26 @@ def audit_record(
     ip_address: str | None = None,
     changes: dict[str, tuple[Any, Any]] | None = None,
 ) -> AuditEvent:
-    user = authenticated_user(actor)
-    return AuditEvent.objects.create(
+    return _create(
+        action=action,
+        actor=actor,
+        ip_address=ip_address,
+        changes=changes,
         organization_id=key_organization_id(key),
         key_kind=key.KIND,
         key_id=key.pk,
         key_name=key.name,
-        action=action,
-        actor=user,
-        actor_username=user.get_username() if user is not None else "",
+    )
+
+
+def audit_policy_record(
+    *, organization: Organization, actor: Actor, ip_address: str | None = None, changes: dict[str, tuple[Any, Any]]
+) -> AuditEvent:
+    """A change of the organization's key policy: a `changed` event with the key fields null."""
+    return _create(
+        action=AuditEvent.Action.CHANGED,
+        actor=actor,
         ip_address=ip_address,
-        changes={field: [audit_value(old), audit_value(new)] for field, (old, new) in (changes or {}).items()},
+        changes=changes,
+        organization_id=organization.pk,
     )

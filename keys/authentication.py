@@ -3,11 +3,13 @@
 `Authorization: Bearer <key>` or `X-Api-Key: <key>`. The typed prefix picks the
 table, so deployment keys are looked up among deployment keys only and global
 keys among global keys only; junk is refused before any query. Checks run in
-the contract's order: failed-auth throttle, key status, then the key's rate limit.
+the contract's order: failed-auth throttle, key status, the key's allowed
+addresses, its rate limit, then (in the permission) the scope the view needs.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import cast
 
@@ -20,6 +22,7 @@ from rest_framework.request import Request
 
 import lib.exceptions
 from keys import ratelimit, usage
+from keys.allowed_ips import address_allowed
 from keys.lookup import VerifiedKey
 from keys.verification import Target, touch_last_used, verify
 from lib.net import HTTP_WHITESPACE, client_ip
@@ -30,6 +33,23 @@ FAILURE_DETAILS = {
     "key_expired": "The API key has expired.",
     "key_inactive": "The API key is deactivated.",
 }
+
+logger = logging.getLogger("keyscope.auth")
+
+
+class IpNotAllowed(exceptions.PermissionDenied):
+    default_detail = "This key may not be used from this address."
+    default_code = "ip_not_allowed"
+
+
+class InsufficientScope(exceptions.PermissionDenied):
+    """RFC 6750 §3.1: a 403 that names the scope the request needed."""
+
+    default_code = "insufficient_scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"This key lacks the scope {scope}.")
+        self.auth_header = f'Bearer error="insufficient_scope", scope="{scope}"'
 
 
 @dataclass(slots=True)
@@ -65,11 +85,13 @@ def offered_key(request: Request) -> str | None:
 THROTTLED_DETAIL = "Too many failed authentications from this address. Try again later."
 
 
-def refuse(request: Request, code: str) -> exceptions.APIException:
+def refuse(request: Request, code: str, address: str | None = None) -> exceptions.APIException:
     """A failed authentication: counted against the client address, 429 once it is over its limit."""
-    throttled, reset = ratelimit.record_failed_auth(client_ip(request))
+    throttled, reset = ratelimit.record_failed_auth(address or client_ip(request))
     if throttled:
         return RateLimited(THROTTLED_DETAIL, wait=reset)
+    if code == IpNotAllowed.default_code:
+        return IpNotAllowed()
     return exceptions.AuthenticationFailed(FAILURE_DETAILS[code], code=code)
 
 
@@ -99,6 +121,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         failure = key.failure_at(now)
         if failure is not None:
             raise refuse(request, failure)
+        if key.allowed_networks:
+            address = client_ip(request)
+            if not address_allowed(address, key.allowed_networks):
+                # Not authenticated: it counts against the address, never against the key's limit.
+                logger.warning("key %s refused from %s: ip_not_allowed", key.id, address)
+                raise refuse(request, IpNotAllowed.default_code, address)
         limit = ratelimit.check_key(key)
         usage.record_usage(key.id, now)
         touch_last_used(key, now)
@@ -116,10 +144,17 @@ def key_auth(request: Request) -> KeyAuth:
 
 
 class HasApiKey(BasePermission):
-    """Lets through requests that ApiKeyAuthentication accepted; others get not_authenticated."""
+    """Lets through requests that ApiKeyAuthentication accepted (others get not_authenticated)
+    whose key holds the view's `required_scope` (None: any key)."""
 
     def has_permission(self, request: Request, view: object) -> bool:
-        return isinstance(request.auth, KeyAuth)
+        auth = request.auth
+        if not isinstance(auth, KeyAuth):
+            return False
+        scope = getattr(view, "required_scope", None)
+        if scope is not None and scope not in auth.key.scopes:
+            raise InsufficientScope(scope)
+        return True
 
 
 def rate_limit_headers(request: Request, exc: Exception | None = None) -> dict[str, str]:

@@ -25,6 +25,7 @@ from django.db import connection, models
 
 from deployments.models import Deployment
 from keys import crypto
+from keys.allowed_ips import CompiledNetwork, compile_networks
 from keys.models import MODEL_BY_KIND, GlobalKeyDeployment, RetiredSecret
 from organizations.models import Organization
 
@@ -46,6 +47,9 @@ class VerifiedKey:
     revoked_at: datetime | None
     rate_limit_per_minute: int | None
     last_used_at: datetime | None
+    scopes: frozenset[str]
+    allowed_ips: tuple[str, ...]  # canonical, as stored; () allows any address
+    allowed_networks: tuple[CompiledNetwork, ...]  # the same, parsed once per lookup
     # A rotated-out secret works until then (None: the key's current secret).
     retired_valid_until: datetime | None = None
 
@@ -109,6 +113,7 @@ class Column(NamedTuple):
 
 _COMMON_FIELDS = (
     "id", "name", "last4", "format", "is_active", "expires_at", "revoked_at", "rate_limit_per_minute", "last_used_at",
+    "scopes", "allowed_ips",
 )  # fmt: skip
 # What the lookup reads of the deployment a request names (table alias t), beside the key;
 # then whether a global key's list links it.
@@ -229,6 +234,9 @@ class KeyLookupQuery:
         values["id"] = str(values["id"])
         values["is_active"] = bool(values["is_active"])
         values["allow_all_deployments"] = bool(values["allow_all_deployments"])
+        values["scopes"] = frozenset(values["scopes"] or ())
+        values["allowed_ips"] = tuple(values["allowed_ips"] or ())
+        values["allowed_networks"] = compile_networks(values["allowed_ips"])
         return VerifiedKey(**values), target
 
 

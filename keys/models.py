@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Lower
 from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from deployments.models import Deployment
 from keys import crypto
+from keys.allowed_ips import validate_allowed_ips
+from keys.scopes import default_scopes, validate_scopes
 from lib.managers import AtomicCreateManager
 from organizations.models import Organization
 
@@ -69,6 +71,16 @@ class KeyQuerySet(models.QuerySet):
         }
         return self.filter(conditions[KeyStatus(status)])
 
+    def with_previous_key_expiry(self, now: datetime | None = None) -> KeyQuerySet:
+        """Annotate what `ApiKey.previous_key_expires_at` reads, so a list costs no query per key."""
+        now = now or timezone.now()
+        still_working = (
+            RetiredSecret.objects.filter(key_kind=self.model.KIND, key_id=OuterRef("pk"), valid_until__gt=now)
+            .order_by("-valid_until")
+            .values("valid_until")[:1]
+        )
+        return self.annotate(previous_key_valid_until=Subquery(still_working))
+
 
 class KeyManager(AtomicCreateManager.from_queryset(KeyQuerySet)):  # type: ignore[misc]
     def issue(self, **fields: Any) -> tuple[ApiKey, str]:
@@ -103,6 +115,17 @@ class ApiKey(models.Model):
         null=True,
         blank=True,
         help_text="Requests per minute; empty uses the organization's default, 0 means unlimited.",
+    )
+    scopes = models.JSONField(
+        default=default_scopes,
+        validators=[validate_scopes],
+        help_text="What the key may do: a non-empty list of keys/scopes.py's scopes.",
+    )
+    allowed_ips = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_allowed_ips],
+        help_text="Client addresses or networks the key may be used from, canonical; empty allows any address.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -143,6 +166,21 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+    @property
+    def previous_key_expires_at(self) -> datetime | None:
+        """Until when the secret replaced by the last rotation works; None when it no longer does, or there was none."""
+        now = timezone.now()
+        if "previous_key_valid_until" in self.__dict__:
+            valid_until = self.__dict__["previous_key_valid_until"]
+        else:
+            valid_until = (
+                RetiredSecret.objects.filter(key_kind=self.KIND, key_id=self.pk, valid_until__gt=now)
+                .order_by("-valid_until")
+                .values_list("valid_until", flat=True)
+                .first()
+            )
+        return valid_until if valid_until is not None and valid_until > now else None
 
 
 class DeploymentKey(ApiKey):
@@ -313,9 +351,12 @@ class AuditEvent(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="audit_events")
-    key_kind = models.CharField(max_length=16, choices=[("deployment", "deployment"), ("global", "global")])
-    key_id = models.UUIDField(db_index=True)
-    key_name = models.CharField(max_length=100)
+    # Null on an event that is not about a key (a change of the organization's key policy).
+    key_kind = models.CharField(
+        max_length=16, choices=[("deployment", "deployment"), ("global", "global")], null=True, blank=True
+    )
+    key_id = models.UUIDField(db_index=True, null=True, blank=True)
+    key_name = models.CharField(max_length=100, null=True, blank=True)
     action = models.CharField(max_length=16, choices=Action.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -332,7 +373,7 @@ class AuditEvent(models.Model):
         indexes = [models.Index(fields=["organization", "-created_at"], name="audit_organization_newest")]
 
     def __str__(self) -> str:
-        return f"{self.key_name} {self.action} by {self.actor_username or 'system'}"
+        return f"{self.key_name or 'key policy'} {self.action} by {self.actor_username or 'system'}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:

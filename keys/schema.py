@@ -15,6 +15,7 @@ from rest_framework import serializers
 
 from keys.models import KeyFormat
 from keys.serializers import KEY_FORMAT_HELP
+from keys.scopes import ALL_SCOPES, DEPLOYMENTS_EXECUTE, EXECUTIONS_READ
 from lib.serializers import ErrorSerializer
 
 KEY_ERRORS = {
@@ -25,10 +26,16 @@ KEY_ERRORS = {
     ),
     429: OpenApiResponse(ErrorSerializer, description="`rate_limited`; carries `Retry-After`."),
 }
-DEPLOYMENT_ERRORS = {
-    403: OpenApiResponse(ErrorSerializer, description="`deployment_not_in_scope` or `deployment_inactive`."),
-    404: OpenApiResponse(ErrorSerializer, description="No such deployment for this key's organization."),
-}
+ADDRESS_ERROR = "`ip_not_allowed`: the client address is outside the key's `allowed_ips`"
+
+
+def forbidden(scope: str, then: str = "") -> OpenApiResponse:
+    """The 403s of a view that needs `scope`: the key's own, decided before the deployment is looked up, then `then`."""
+    return OpenApiResponse(
+        ErrorSerializer,
+        description=f"{ADDRESS_ERROR}; `insufficient_scope`: the key lacks `{scope}` (with "
+        f'`WWW-Authenticate: Bearer error="insufficient_scope", scope="{scope}"`){then}.',
+    )
 CLIENT_PATH = [
     OpenApiParameter("org_slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="The organization's slug."),
     OpenApiParameter("deployment_slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="The deployment's slug."),
@@ -79,6 +86,10 @@ class KeyIntrospectionSerializer(serializers.Serializer):
     key_masked = serializers.CharField()
     allow_all_deployments = serializers.BooleanField()
     deployments = serializers.ListField(child=serializers.CharField(), help_text="Slugs, sorted.")
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), help_text="Sorted.")
+    allowed_ips = serializers.ListField(
+        child=serializers.CharField(), help_text="Canonical networks the key may be used from; [] allows any address."
+    )
     format = serializers.ChoiceField(choices=KeyFormat.choices, help_text=KEY_FORMAT_HELP)
     expires_at = serializers.DateTimeField(allow_null=True)
 
@@ -97,7 +108,8 @@ class ExecuteViewSchema(OpenApiViewExtension):
                     200: ExecutionResultSerializer,
                     400: OpenApiResponse(ErrorSerializer, description="The body is not a JSON object."),
                     **KEY_ERRORS,
-                    **DEPLOYMENT_ERRORS,
+                    403: forbidden(DEPLOYMENTS_EXECUTE, "; then `deployment_not_in_scope` or `deployment_inactive`"),
+                    404: OpenApiResponse(ErrorSerializer, description="No such deployment for this key's organization."),
                     415: OpenApiResponse(ErrorSerializer, description="`unsupported_media_type`: send JSON."),
                     502: OpenApiResponse(ExecutionResultSerializer, description="The upstream failed."),
                     504: OpenApiResponse(ExecutionResultSerializer, description="The upstream timed out."),
@@ -124,6 +136,7 @@ class ExecutionDetailViewSchema(OpenApiViewExtension):
                 responses={
                     200: ExecutionResultSerializer,
                     **KEY_ERRORS,
+                    403: forbidden(EXECUTIONS_READ),
                     404: OpenApiResponse(ErrorSerializer, description="No such execution visible to this key."),
                 },
             )
@@ -141,7 +154,12 @@ class KeyIntrospectionViewSchema(OpenApiViewExtension):
             @extend_schema(
                 summary="Describe the calling key",
                 tags=["client"],
-                responses={200: KeyIntrospectionSerializer, **KEY_ERRORS},
+                description="Needs no scope.",
+                responses={
+                    200: KeyIntrospectionSerializer,
+                    **KEY_ERRORS,
+                    403: OpenApiResponse(ErrorSerializer, description=ADDRESS_ERROR + "."),
+                },
             )
             def get(self, *args: Any, **kwargs: Any) -> Any:
                 return super().get(*args, **kwargs)

@@ -6,15 +6,20 @@ by the create and rotate responses, have a `key` field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from deployments.models import Deployment, Execution
+from keys.allowed_ips import MAX_ENTRIES, clean_allowed_ips
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyStatus
+from keys.scopes import ALL_SCOPES, clean_scopes
 from keys.services import MAX_GRACE_PERIOD_SECONDS, NAME_MAX_LENGTH, scope_input_errors
+from organizations.models import POLICY_DAYS_MAX, POLICY_DAYS_MIN, Organization
 from lib.serializers import (
     MAX_POSITIVE_INTEGER,
     InputSerializer,
@@ -40,8 +45,42 @@ KEY_FIELDS = [
     "modified_at",
     "created_by",
     "rate_limit_per_minute",
+    "scopes",
+    "allowed_ips",
+    "previous_key_expires_at",
     "format",
 ]
+
+SCOPES_HELP = "What the key may do: a non-empty list of " + ", ".join(f"`{scope}`" for scope in ALL_SCOPES) + "."
+ALLOWED_IPS_HELP = (
+    f"Client addresses or CIDR networks (IPv4, IPv6) the key may be used from, at most {MAX_ENTRIES}; "
+    "canonical network form, in the order given. [] allows any address."
+)
+
+
+class RestrictionField(serializers.Field):
+    """A list judged by its rule in keys/scopes.py or keys/allowed_ips.py: one set of messages for API, admin and CLI."""
+
+    cleaner: Callable[[Any], list[str]]
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        try:
+            return type(self).cleaner(data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+
+    def to_representation(self, value: Any) -> list[str]:
+        return list(value)
+
+
+@extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES)))
+class ScopesField(RestrictionField):
+    cleaner = clean_scopes
+
+
+@extend_schema_field(serializers.ListField(child=serializers.CharField(), max_length=MAX_ENTRIES))
+class AllowedIpsField(RestrictionField):
+    cleaner = clean_allowed_ips
 
 
 # Output ----------------------------------------------------------------------
@@ -58,6 +97,14 @@ class KeySerializer(serializers.ModelSerializer):
     created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", read_only=True, allow_null=True,
         help_text="The username of who created the key; null for the system."
+    )
+    scopes = ScopesField(read_only=True, help_text="What the key may do, sorted.")
+    allowed_ips = AllowedIpsField(read_only=True, help_text=ALLOWED_IPS_HELP)
+    previous_key_expires_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="After a rotation with a grace period: until when the replaced secret works. "
+        "Null when it no longer works, or there was none.",
     )
 
 
@@ -155,7 +202,10 @@ class KeyInputSerializer(InputSerializer):
     description = StrictCharField(required=False, allow_blank=True)
     is_active = StrictBooleanField(required=False)
     expires_at = serializers.DateTimeField(
-        required=False, allow_null=True, help_text="Must be in the future; null means the key never expires."
+        required=False,
+        allow_null=True,
+        help_text="Must be in the future; null means the key never expires. Under the organization's "
+        "`max_key_lifetime_days`, at most that many days ahead (the default for a new key) and never null.",
     )
     rate_limit_per_minute = StrictIntegerField(
         required=False,
@@ -164,6 +214,8 @@ class KeyInputSerializer(InputSerializer):
         max_value=MAX_POSITIVE_INTEGER,
         help_text="Null uses the organization's default; 0 means unlimited.",
     )
+    scopes = ScopesField(required=False, help_text=SCOPES_HELP + " Default: all of them.")
+    allowed_ips = AllowedIpsField(required=False, help_text=ALLOWED_IPS_HELP + " Default [].")
 
 
 class GlobalKeyInputSerializer(KeyInputSerializer):
@@ -204,6 +256,51 @@ class GlobalKeyInputSerializer(KeyInputSerializer):
         if errors := scope_input_errors(allow_all_deployments=allow_all, deployments=deployments):
             raise serializers.ValidationError(errors)
         return attrs
+
+
+POLICY_DAYS_HELP = {
+    "max_key_lifetime_days": "New keys expire within this many days, by default at its end; a later expiry, or "
+    "none, is refused. Existing keys keep their expiry. Null: no limit.",
+    "deactivate_unused_keys_after_days": "`manage.py keys deactivate-unused` (run daily) deactivates keys not used "
+    "for this many days, counted from creation when never used. Null: never.",
+}
+DEFAULT_RATE_LIMIT_HELP = "Requests per minute for keys without a limit of their own; null: the server's default; 0: unlimited."
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    """An organization and its key policy."""
+
+    default_rate_limit_per_minute = serializers.IntegerField(read_only=True, allow_null=True, help_text=DEFAULT_RATE_LIMIT_HELP)
+    max_key_lifetime_days = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text=POLICY_DAYS_HELP["max_key_lifetime_days"]
+    )
+    deactivate_unused_keys_after_days = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text=POLICY_DAYS_HELP["deactivate_unused_keys_after_days"]
+    )
+
+    class Meta:
+        model = Organization
+        fields = ["slug", "name", "default_rate_limit_per_minute", "max_key_lifetime_days", "deactivate_unused_keys_after_days"]
+        read_only_fields = fields
+
+
+def policy_days_field(name: str) -> StrictIntegerField:
+    return StrictIntegerField(
+        required=False, allow_null=True, min_value=POLICY_DAYS_MIN, max_value=POLICY_DAYS_MAX, help_text=POLICY_DAYS_HELP[name]
+    )
+
+
+class OrganizationPolicyInputSerializer(InputSerializer):
+    """PATCH of the key policy; `slug` and `name` are read-only here."""
+
+    default_rate_limit_per_minute = StrictIntegerField(
+        required=False, allow_null=True, min_value=0, max_value=MAX_POSITIVE_INTEGER, help_text=DEFAULT_RATE_LIMIT_HELP
+    )
+    max_key_lifetime_days = policy_days_field("max_key_lifetime_days")
+    deactivate_unused_keys_after_days = policy_days_field("deactivate_unused_keys_after_days")
+
+    def message_for_unknown(self, field: str) -> str:
+        return self.read_only_message if field in OrganizationSerializer.Meta.fields else super().message_for_unknown(field)
 
 
 class RotateInputSerializer(InputSerializer):

@@ -13,11 +13,13 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from deployments.models import Deployment
 from keys import crypto
-from keys.audit import audit_record, audit_value
+from keys.allowed_ips import clean_allowed_ips
+from keys.audit import audit_record, audit_value, key_organization_id
 from keys.models import (
     ALLOW_ALL_WITH_LIST,
     ISSUERS,
@@ -28,6 +30,8 @@ from keys.models import (
     KeyFormat,
     RetiredSecret,
 )
+from keys.policy import lifetime_expiry
+from keys.scopes import clean_scopes, default_scopes
 from lib.exceptions import Conflict
 from lib.users import Actor, authenticated_user
 from lib.validation import clean_name
@@ -38,8 +42,20 @@ K = TypeVar("K", bound=ApiKey)
 MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600
 NAME_MAX_LENGTH = 100
 UPDATABLE_FIELDS = frozenset(
-    {"name", "description", "is_active", "expires_at", "rate_limit_per_minute", "allow_all_deployments", "deployments"}
+    {
+        "name",
+        "description",
+        "is_active",
+        "expires_at",
+        "rate_limit_per_minute",
+        "scopes",
+        "allowed_ips",
+        "allow_all_deployments",
+        "deployments",
+    }
 )
+# What a key may do, besides where: each field's input rule (keys/scopes.py, keys/allowed_ips.py).
+RESTRICTIONS = {"scopes": clean_scopes, "allowed_ips": clean_allowed_ips}
 NAME_TAKEN = {
     "deployment": "A key with this name already exists for this deployment.",
     "global": "A global key with this name already exists in this organization.",
@@ -52,13 +68,29 @@ class KeyRevokedError(Conflict):
     default_code = "key_revoked"
 
 
-
-
-
-
 def validate_expiry(expires_at: datetime | None) -> None:
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "The expiry must be in the future."})
+
+
+def _expiry(key: ApiKey, expires_at: datetime | None, *, new: bool) -> datetime | None:
+    """A future expiry within the organization's `max_key_lifetime_days` (a new key gets its end by default)."""
+    validate_expiry(expires_at)
+    organization = Organization.objects.get(pk=key_organization_id(key))
+    return lifetime_expiry(organization, expires_at, new=new, now=timezone.now())
+
+
+def _as_list(value: Any) -> Any:
+    """A tuple or other iterable as a list; anything else (a string, a number) as it came, for its rule to refuse."""
+    return list(value) if isinstance(value, (list, tuple, set, frozenset)) else value
+
+
+def _restriction(field: str, value: Any) -> Any:
+    """`scopes` or `allowed_ips` in their stored form; a ValidationError naming the field."""
+    try:
+        return RESTRICTIONS[field](value)
+    except ValidationError as exc:
+        raise ValidationError({field: exc.messages}) from None
 
 
 def scope_input_errors(*, allow_all_deployments: bool, deployments: Iterable[Deployment] | None) -> dict[str, str]:
@@ -117,13 +149,17 @@ def _create(
     key.digest, key.last4, key.format = secret.digest, secret.last4, secret.format
     key.created_by = key.modified_by = authenticated_user(actor)
     key.name = clean_name(key.name, max_length=NAME_MAX_LENGTH)
-    validate_expiry(key.expires_at)
+    for field in RESTRICTIONS:
+        setattr(key, field, _restriction(field, getattr(key, field)))
+    key.expires_at = _expiry(key, key.expires_at, new=True)
     _save(key)
     changes: dict[str, tuple[Any, Any]] = {
         "name": (None, key.name),
         "is_active": (None, key.is_active),
         "expires_at": (None, key.expires_at),
         "rate_limit_per_minute": (None, key.rate_limit_per_minute),
+        "scopes": (None, key.scopes),
+        "allowed_ips": (None, key.allowed_ips),
     }
     if isinstance(key, GlobalApiDeploymentKey):
         if deployments:
@@ -144,6 +180,8 @@ def deployment_key_issue(
     is_active: bool = True,
     expires_at: datetime | None = None,
     rate_limit_per_minute: int | None = None,
+    scopes: Iterable[str] | None = None,
+    allowed_ips: Iterable[str] = (),
     actor: Actor = None,
     ip_address: str | None = None,
 ) -> tuple[DeploymentKey, str]:
@@ -155,6 +193,8 @@ def deployment_key_issue(
         is_active=is_active,
         expires_at=expires_at,
         rate_limit_per_minute=rate_limit_per_minute,
+        scopes=default_scopes() if scopes is None else _as_list(scopes),
+        allowed_ips=_as_list(allowed_ips),
     )
     return _issue(key, actor=actor, ip_address=ip_address)
 
@@ -170,6 +210,8 @@ def global_key_issue(
     is_active: bool = True,
     expires_at: datetime | None = None,
     rate_limit_per_minute: int | None = None,
+    scopes: Iterable[str] | None = None,
+    allowed_ips: Iterable[str] = (),
     actor: Actor = None,
     ip_address: str | None = None,
 ) -> tuple[GlobalApiDeploymentKey, str]:
@@ -182,6 +224,8 @@ def global_key_issue(
         is_active=is_active,
         expires_at=expires_at,
         rate_limit_per_minute=rate_limit_per_minute,
+        scopes=default_scopes() if scopes is None else _as_list(scopes),
+        allowed_ips=_as_list(allowed_ips),
     )
     return _issue(key, actor=actor, ip_address=ip_address, deployments=list(deployments))
 
@@ -245,7 +289,9 @@ def key_update(*, key: K, actor: Actor, ip_address: str | None = None, **changes
     if "name" in changes:
         changes["name"] = clean_name(changes["name"], max_length=NAME_MAX_LENGTH)
     if "expires_at" in changes:
-        validate_expiry(changes["expires_at"])
+        changes["expires_at"] = _expiry(locked, changes["expires_at"], new=False)
+    for field in RESTRICTIONS.keys() & changes.keys():
+        changes[field] = _restriction(field, changes[field])
     for field, value in changes.items():
         if field == "allow_all_deployments" and not isinstance(locked, GlobalApiDeploymentKey):
             raise ValidationError({field: "Only global keys have this field."})
@@ -393,6 +439,34 @@ def imported_keys_rotate(
         key_rotate(key=key, actor=actor, grace_period_seconds=grace_period_seconds, ip_address=ip_address)
         for key in imported_keys(organizations=[organization])
     ]
+
+
+def unused_keys(*, now: datetime | None = None) -> list[ApiKey]:
+    """The active keys of organizations with `deactivate_unused_keys_after_days` = N not used in the last N days
+    (counting from creation when never used), oldest organization slug first."""
+    now = now or timezone.now()
+    found: list[ApiKey] = []
+    for organization in Organization.objects.filter(deactivate_unused_keys_after_days__isnull=False).order_by("slug"):
+        cutoff = now - timedelta(days=organization.deactivate_unused_keys_after_days)
+        unused = Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff)
+        active = Q(revoked_at__isnull=True, is_active=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        for keys, owner in (
+            (DeploymentKey.objects.select_related("deployment"), "deployment__organization"),
+            (GlobalApiDeploymentKey.objects.all(), "organization"),
+        ):
+            found += keys.filter(active, unused, **{owner: organization}).order_by("created_at")
+    return found
+
+
+def keys_deactivate_unused(*, dry_run: bool = False, now: datetime | None = None) -> list[ApiKey]:
+    """Deactivate each key `unused_keys` finds, audited as `deactivated` by the system; return them.
+
+    With `dry_run`, only say which: nothing is changed.
+    """
+    found = unused_keys(now=now)
+    if dry_run:
+        return found
+    return [key_deactivate(key=key, actor=None) for key in found]
 
 
 # The managers' issue() calls these: keys/models.py cannot import this module back.

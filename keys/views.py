@@ -21,6 +21,7 @@ from deployments.services import execution_run
 from keys import crypto
 from keys.authentication import ApiKeyAuthentication, HasApiKey, KeyAuth, key_auth, rate_limit_headers
 from keys.lookup import DeploymentRef
+from keys.scopes import DEPLOYMENTS_EXECUTE, EXECUTIONS_READ
 from keys.verification import can_execute, find_deployment, scope_slugs
 from lib.net import client_ip
 from lib.parsers import check_body_size, check_storable
@@ -84,6 +85,8 @@ def execution_body(execution: Execution) -> dict[str, Any]:
 class ClientAPIView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
+    # The scope (keys/scopes.py) a key needs here, checked by HasApiKey before the view runs; None: any key.
+    required_scope: str | None = None
     # Both classes keep no state: one instance of each serves every request, instead of
     # DRF making new ones per request on the path every client call takes.
     _authenticators = (ApiKeyAuthentication(),)
@@ -109,6 +112,8 @@ class ClientAPIView(APIView):
 
 
 class ExecuteView(ClientAPIView):
+    required_scope = DEPLOYMENTS_EXECUTE
+
     def post(self, request: Request, org_slug: str, deployment_slug: str) -> Response:
         deployment = resolve_deployment(key_auth(request), org_slug, deployment_slug)
         # Before anything is read (by Content-Length), then on the body itself.
@@ -140,6 +145,8 @@ class ExecuteView(ClientAPIView):
 
 
 class ExecutionDetailView(ClientAPIView):
+    required_scope = EXECUTIONS_READ
+
     def get(self, request: Request, org_slug: str, deployment_slug: str, execution_id: str) -> Response:
         try:
             deployment = resolve_deployment(key_auth(request), org_slug, deployment_slug)
@@ -169,6 +176,8 @@ class KeyIntrospectionView(ClientAPIView):
                 "key_masked": key.key_masked,
                 "allow_all_deployments": key.allow_all_deployments,
                 "deployments": scope_slugs(key),
+                "scopes": sorted(key.scopes),
+                "allowed_ips": list(key.allowed_ips),
                 "format": key.format,
                 "expires_at": key.expires_at,
             }

@@ -1,5 +1,19 @@
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+# The key policy's day counts: 1 day to 10 years.
+POLICY_DAYS_MIN = 1
+POLICY_DAYS_MAX = 3650
+
+
+def policy_days(help_text: str) -> models.PositiveSmallIntegerField:
+    return models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(POLICY_DAYS_MIN), MaxValueValidator(POLICY_DAYS_MAX)],
+        help_text=help_text,
+    )
 
 
 class Organization(models.Model):
@@ -12,6 +26,12 @@ class Organization(models.Model):
         blank=True,
         help_text="Requests per minute for keys without a limit of their own; "
         "empty uses the server default, 0 means unlimited.",
+    )
+    max_key_lifetime_days = policy_days(
+        "New keys expire within this many days (by default at its end); empty: no limit. Existing keys keep their expiry."
+    )
+    deactivate_unused_keys_after_days = policy_days(
+        "`manage.py keys deactivate-unused` deactivates keys unused for this many days; empty: never."
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

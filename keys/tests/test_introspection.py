@@ -10,7 +10,8 @@ from keys.services import key_update
 from keys.tests.helpers import assert_error, bearer
 
 FIELDS = {
-    "id", "name", "kind", "organization", "key_masked", "allow_all_deployments", "deployments", "format", "expires_at",
+    "id", "name", "kind", "organization", "key_masked", "allow_all_deployments", "deployments", "scopes", "allowed_ips",
+    "format", "expires_at",
 }  # fmt: skip
 
 
@@ -28,6 +29,8 @@ def test_a_deployment_key_describes_itself(client, deployment_key_a1, path):
         "key_masked": f"ksd_\u2026{full_key[-4:]}",
         "allow_all_deployments": False,
         "deployments": ["a-one"],
+        "scopes": ["deployments:execute", "executions:read"],
+        "allowed_ips": [],
         "format": "keyscope",
         "expires_at": None,
     }

@@ -51,6 +51,8 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "GET execution-detail a-three":      (401, 401, 401, 401, 401, 404, 200, 404, 401, 401, 401, 401, 404),
     "GET key-introspection":             (401, 401, 401, 401, 401, 200, 200, 200, 401, 401, 401, 401, 200),
     # Management API (users) ------------------------------------------------------------------------------
+    "GET organization-detail":           (401, 200, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
+    "PATCH organization-detail":         (401, 403, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
     "GET deployment-list":               (401, 200, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
     "POST deployment-list":              (401, 403, 201, 404, 201, 401, 401, 401, 401, 401, 401, 401, 401),
     "GET deployment-detail":             (401, 200, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
@@ -196,6 +198,8 @@ def world(client, deployment_a1, deployment_a3, deployment_b1, deployment_key_a1
         "GET execution-detail": f"/api/v1/deployments/org-a/a-one/executions/{execution_a1}/",
         "GET execution-detail a-three": f"/api/v1/deployments/org-a/a-three/executions/{execution_a3}/",
         "GET key-introspection": "/api/v1/key/",
+        "GET organization-detail": f"{org}/",
+        "PATCH organization-detail": f"{org}/",
         "GET deployment-list": f"{org}/deployments/",
         "POST deployment-list": f"{org}/deployments/",
         "GET deployment-detail": f"{org}/deployments/a-one/",
@@ -238,6 +242,7 @@ def world(client, deployment_a1, deployment_a3, deployment_b1, deployment_key_a1
             if f"GET {prefix}_{view}" in MATRIX:
                 urls[f"GET {prefix}_{view}"] = reverse(f"admin:{prefix}_{view}", args=[pk])
     bodies: dict[str, dict[str, object]] = {
+        "PATCH organization-detail": {"max_key_lifetime_days": 90},
         "POST deployment-list": {"slug": "matrix-new", "name": "Matrix"},
         "PATCH deployment-detail": {"description": "changed"},
         "POST deployment-key-list": {"name": "matrix key"},

@@ -21,7 +21,8 @@ EXECUTE = "/api/v1/deployments/org-a/a-one/execute/"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 KEY_FIELDS = {
     "id", "name", "description", "key_masked", "status", "is_active", "expires_at", "revoked_at",
-    "last_used_at", "created_at", "modified_at", "created_by", "rate_limit_per_minute", "format",
+    "last_used_at", "created_at", "modified_at", "created_by", "rate_limit_per_minute", "scopes", "allowed_ips",
+    "previous_key_expires_at", "format",
 }
 
 
