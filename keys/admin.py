@@ -30,6 +30,7 @@ from deployments.models import Deployment
 from keys import crypto, usage
 from keys.forms import DeploymentKeyForm, GlobalKeyForm, RotateForm, RotateImportedForm
 from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyQuerySet, KeyStatus
+from keys.policy import POLICY_FIELDS, key_policy_update
 from keys.services import (
     KeyRevokedError,
     deployment_key_issue,
@@ -45,12 +46,13 @@ from keys.services import (
 )
 from lib.admin import ReadOnlyAdminMixin, ServiceErrorsOnFormMixin
 from lib.net import client_ip
-from organizations.admin import OrganizationScopedAdmin
+from organizations.admin import OrganizationAdmin, OrganizationScopedAdmin
 from organizations.models import Organization
 
 # Where save_model leaves a new key for response_add: this request's memory only.
 _ISSUED = "_keyscope_issued_keys"
-COMMON_FIELDS = ["name", "description", "is_active", "expires_at", "rate_limit_per_minute"]
+COMMON_FIELDS = ["name", "description", "is_active", "expires_at", "rate_limit_per_minute", "scopes", "allowed_ips"]
+RESTRICTIONS_FIELDSET = ("What the key may do", {"fields": ["scopes", "allowed_ips"]})
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         "modified_at",
         "last_used_at",
         "revoked_at",
+        "previous_key_expires_at",
         "usage_last_30_days",
     ]
     change_form_template = "admin/keys/key_change_form.html"
@@ -144,6 +147,11 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
     @admin.display(description="status")
     def status(self, key: ApiKey) -> str:
         return key.status
+
+    @admin.display(description="replaced secret works until")
+    def previous_key_expires_at(self, key: ApiKey) -> Any:
+        # After a rotation with a grace period; "-" once the replaced secret no longer works.
+        return key.previous_key_expires_at if key.pk is not None else None
 
     @admin.display(description="audit events")
     def audit_events(self, key: ApiKey) -> str:
@@ -464,12 +472,22 @@ class DeploymentKeyAdmin(KeyAdmin):
     list_select_related = ["deployment__organization"]
     add_fieldsets = [
         (None, {"fields": ["deployment", "name", "description"]}),
+        RESTRICTIONS_FIELDSET,
         ("Status", {"fields": ["is_active", "expires_at"]}),
         ("Limits", {"fields": ["rate_limit_per_minute"]}),
     ]
     change_fieldsets = [
         (None, {"fields": ["deployment", "name", "description"]}),
-        ("Status", {"fields": ["key_masked", "status", "is_active", "expires_at", "revoked_at", "last_used_at"]}),
+        RESTRICTIONS_FIELDSET,
+        (
+            "Status",
+            {
+                "fields": [
+                    "key_masked", "status", "is_active", "expires_at", "revoked_at", "previous_key_expires_at",
+                    "last_used_at",
+                ]  # fmt: skip
+            },
+        ),
         ("Limits", {"fields": ["rate_limit_per_minute"]}),
         ("Usage", {"fields": ["usage_last_30_days"]}),
         ("History", {"fields": ["audit_events", "created_at", "created_by", "modified_at"]}),
@@ -509,13 +527,23 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
     add_fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),
         ("Scope", {"fields": ["scope", "deployments"]}),
+        RESTRICTIONS_FIELDSET,
         ("Status", {"fields": ["is_active", "expires_at"]}),
         ("Limits", {"fields": ["rate_limit_per_minute"]}),
     ]
     change_fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),
         ("Scope", {"fields": ["scope", "deployments"]}),
-        ("Status", {"fields": ["key_masked", "status", "is_active", "expires_at", "revoked_at", "last_used_at"]}),
+        RESTRICTIONS_FIELDSET,
+        (
+            "Status",
+            {
+                "fields": [
+                    "key_masked", "status", "is_active", "expires_at", "revoked_at", "previous_key_expires_at",
+                    "last_used_at",
+                ]  # fmt: skip
+            },
+        ),
         ("Limits", {"fields": ["rate_limit_per_minute"]}),
         ("Usage", {"fields": ["usage_last_30_days"]}),
         ("History", {"fields": ["audit_events", "created_at", "created_by", "modified_at"]}),
@@ -630,6 +658,8 @@ class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
 
     @admin.display(description="key", ordering="key_name")
     def key_link(self, event: AuditEvent) -> str:
+        if event.key_id is None:
+            return "(the organization's key policy)"
         return format_html('<a href="{}" title="Events of this key">{}</a>', audit_events_url(event.key_id), event.key_name)
 
     @admin.display(description="actor", ordering="actor_username")
@@ -639,3 +669,35 @@ class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
     @admin.display(description="changes")
     def changes_display(self, event: AuditEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(event.changes, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+# The organization's page edits its key policy through the audited service. This app sits above the
+# organizations app, so it registers the organization admin again, as it does the deployment admin.
+admin.site.unregister(Organization)
+
+
+@admin.register(Organization)
+class OrganizationWithKeyPolicyAdmin(ServiceErrorsOnFormMixin, OrganizationAdmin):
+    """Organizations, and the policy their keys follow.
+
+    Superusers: everything. Org admins: view their organizations and change the
+    name and the key policy (the slug is fixed); they cannot add or delete
+    organizations. Members: view only. Each change of the policy is audited.
+    """
+
+    list_display = ["slug", "name", *POLICY_FIELDS, "created_at"]
+    fieldsets = [
+        (None, {"fields": ["slug", "name", "created_at"]}),
+        ("Key policy", {"fields": list(POLICY_FIELDS)}),
+    ]
+
+    def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
+        policy = {field: form.cleaned_data[field] for field in POLICY_FIELDS if field in form.changed_data}
+        # The form has set the new values on `obj`: the rest is saved as usual, the policy by its service.
+        for field in policy:
+            setattr(obj, field, form.initial.get(field))
+        super().save_model(request, obj, form, change)
+        if policy:
+            saved = key_policy_update(organization=obj, actor=request.user, ip_address=client_ip(request), **policy)
+            for field in policy:
+                setattr(obj, field, getattr(saved, field))

@@ -6,10 +6,13 @@ from typing import Any, cast
 
 from django import forms
 from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from deployments.models import Deployment
+from keys import scopes
+from keys.allowed_ips import MAX_ENTRIES, clean_allowed_ips_lines
 from keys.models import FOREIGN_DEPLOYMENT, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import MAX_GRACE_PERIOD_SECONDS, scope_input_errors
 from organizations.models import Organization
@@ -29,7 +32,44 @@ class DeploymentPicker(FilteredSelectMultiple):
         return format_html('<div class="related-widget-wrapper">{}</div>', super().render(name, value, attrs, renderer))
 
 
+class AllowedIpsField(forms.CharField):
+    """`allowed_ips` as a textarea, one address or network per line; each error names its line."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "cols": 40, "spellcheck": "false"})
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, (list, tuple)) else value
+
+    def clean(self, value: Any) -> list[str]:
+        return clean_allowed_ips_lines(super().clean(value) or "")
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        try:
+            return clean_allowed_ips_lines(data or "") != list(initial or [])
+        except ValidationError:
+            return True
+
+
 class KeyForm(forms.ModelForm):
+    """What both kinds' forms share: the key's restrictions (CONTRACT §6: scope checkboxes, an addresses textarea)."""
+
+    scopes = forms.MultipleChoiceField(
+        choices=list(scopes.SCOPES.items()),
+        widget=forms.CheckboxSelectMultiple,
+        initial=scopes.default_scopes,
+        error_messages={"required": scopes.EMPTY},
+        help_text="What the key may do.",
+    )
+    allowed_ips = AllowedIpsField(
+        required=False,
+        label="Allowed addresses",
+        help_text=f"One IPv4/IPv6 address or CIDR network per line (203.0.113.7, 10.0.0.0/8, 2001:db8::/32), "
+        f"at most {MAX_ENTRIES}. Empty: any address.",
+    )
+
+    def clean_scopes(self) -> list[str]:
+        return sorted(self.cleaned_data["scopes"])
+
     def _get_validation_exclusions(self) -> set[str]:
         # Names are unique without regard to case. The key service checks it and
         # says so in words (the admin shows its answer on the form); left to the
@@ -42,7 +82,9 @@ class KeyForm(forms.ModelForm):
 class DeploymentKeyForm(KeyForm):
     class Meta:
         model = DeploymentKey
-        fields = ["deployment", "name", "description", "is_active", "expires_at", "rate_limit_per_minute"]
+        fields = [
+            "deployment", "name", "description", "is_active", "expires_at", "rate_limit_per_minute", "scopes", "allowed_ips",
+        ]  # fmt: skip
 
 
 class GlobalKeyForm(KeyForm):
@@ -65,7 +107,10 @@ class GlobalKeyForm(KeyForm):
 
     class Meta:
         model = GlobalApiDeploymentKey
-        fields = ["organization", "name", "description", "is_active", "expires_at", "rate_limit_per_minute"]
+        fields = [
+            "organization", "name", "description", "is_active", "expires_at", "rate_limit_per_minute", "scopes",
+            "allowed_ips",
+        ]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
+from keys.scopes import ALL_SCOPES
 from lib import counters
 from organizations.tests.factories import TEST_PASSWORD
 
@@ -96,19 +97,29 @@ def full_keys_in(response) -> list[str]:
 
 def global_key_form(organization, name: str, deployments=(), *, scope: str = "selected", **extra) -> dict:
     """The add/change form's POST data for a global key."""
-    data = {
-        "organization": organization.pk,
+    return key_form(
+        name, organization=organization.pk, scope=scope, deployments=[deployment.pk for deployment in deployments], **extra
+    )
+
+
+def deployment_key_form(deployment, name: str, **extra) -> dict:
+    """The add/change form's POST data for a deployment key."""
+    return key_form(name, deployment=deployment.pk, **extra)
+
+
+def key_form(name: str, **fields) -> dict:
+    """What both kinds' forms post: an active key with no expiry or limit of its own, every scope, any address."""
+    return {
         "name": name,
         "description": "",
-        "scope": scope,
-        "deployments": [deployment.pk for deployment in deployments],
         "is_active": "on",
         "expires_at_0": "",
         "expires_at_1": "",
         "rate_limit_per_minute": "",
+        "scopes": list(ALL_SCOPES),
+        "allowed_ips": "",
+        **fields,
     }
-    data.update(extra)
-    return data
 
 
 # Limits, clocks and servers of our own ---------------------------------------

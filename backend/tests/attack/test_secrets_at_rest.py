@@ -28,6 +28,7 @@ from keys.tests.helpers import (
     admin_url,
     basic,
     bearer,
+    deployment_key_form,
     execute,
     full_keys_in,
     global_key_form,
@@ -79,8 +80,7 @@ def test_no_key_and_no_credential_in_a_database_dump_or_the_logs(
 
     # Admin: create and rotate one key of each kind.
     admin = logged_in(admin_a)
-    dk_form = {"deployment": deployment_a1.pk, "name": "admin dk", "description": "", "is_active": "on",
-               "expires_at_0": "", "expires_at_1": "", "rate_limit_per_minute": ""}
+    dk_form = deployment_key_form(deployment_a1, "admin dk")
     for model, form in [(DEPLOYMENT, dk_form), (GLOBAL, global_key_form(org_a, "admin gk", [deployment_a1]))]:
         [created] = full_keys_in(admin.post(admin_url(model, "add"), form))
         pk = model_of(model).objects.get(digest=crypto.digest(created)).pk

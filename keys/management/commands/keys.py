@@ -1,4 +1,4 @@
-"""`manage.py keys`: list, issue, rotate, revoke, deactivate and activate keys from a shell.
+"""`manage.py keys`: list, issue, rotate, revoke, deactivate and activate keys from a shell; deactivate unused keys from cron.
 
 For scripts, and for revoking a leaked key at 3 a.m. without a browser. Every
 write goes through keys/services.py (audited with a null actor, "the system"),
@@ -19,6 +19,7 @@ from deployments.models import Deployment
 from keys.management.help import ExplainedCommand
 from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey
 from keys.serializers import DeploymentKeySerializer, GlobalKeySerializer
+from keys.scopes import ALL_SCOPES
 from keys.services import (
     MAX_GRACE_PERIOD_SECONDS,
     KeyRevokedError,
@@ -26,6 +27,7 @@ from keys.services import (
     global_key_issue,
     key_activate,
     key_deactivate,
+    keys_deactivate_unused,
     key_revoke,
     key_rotate,
     scope_input_errors,
@@ -41,6 +43,9 @@ examples:
   manage.py keys rotate --id <key uuid> --grace 3600
   manage.py keys revoke --org demo --deployment summarize --name "CI key"
   manage.py keys deactivate --org demo --name "Ops key"      (a global key: no --deployment)
+  manage.py keys issue --org demo --global --all-deployments --name "Reader" --scope executions:read \
+      --allow-ip 203.0.113.7 --allow-ip 10.0.0.0/8
+  manage.py keys deactivate-unused --dry-run                   (daily from cron, without --dry-run)
 
 A full key is printed only by `issue` and `rotate`, once: store it right away.
 """
@@ -82,6 +87,22 @@ class Command(ExplainedCommand):
         issue.add_argument("--description", default="", help="Free text.")
         issue.add_argument("--expires-at", help="ISO 8601 time in the future, e.g. 2030-01-01T00:00:00Z.")
         issue.add_argument("--rate-limit", type=int, help="Requests per minute (0 = unlimited; default: the org's).")
+        issue.add_argument(
+            "--scope",
+            dest="scopes",
+            action="append",
+            choices=ALL_SCOPES,
+            metavar="SCOPE",
+            help=f"What the key may do (repeatable): {', '.join(ALL_SCOPES)}. Default: all of them.",
+        )
+        issue.add_argument(
+            "--allow-ip",
+            dest="allowed_ips",
+            action="append",
+            default=[],
+            metavar="ADDRESS",
+            help="An IPv4/IPv6 address or CIDR network the key may be used from (repeatable). Default: anywhere.",
+        )
         issue.add_argument("--json", action="store_true", help="Print the key as JSON, with the full key in `key`.")
 
         rotate = actions.add_parser("rotate", help="Give a key a new secret and print it in full, once.")
@@ -101,6 +122,12 @@ class Command(ExplainedCommand):
         ]:
             self._add_find_arguments(actions.add_parser(name, help=text))
 
+        unused = actions.add_parser(
+            "deactivate-unused",
+            help="Deactivate the keys unused for their organization's deactivate_unused_keys_after_days (for cron).",
+        )
+        unused.add_argument("--dry-run", action="store_true", help="List the keys it would deactivate; change nothing.")
+
     def _add_find_arguments(self, parser: CommandParser) -> None:
         parser.description = FIND_HELP
         parser.add_argument("--id", help="The key's id (UUID).")
@@ -111,7 +138,7 @@ class Command(ExplainedCommand):
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         try:
-            getattr(self, f"handle_{action}")(**options)
+            getattr(self, f"handle_{action.replace('-', '_')}")(**options)
         except ValidationError as exc:
             messages = (
                 [f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()]
@@ -197,6 +224,9 @@ class Command(ExplainedCommand):
             ("masked", data["key_masked"]),
             ("status", data["status"]),
             ("expires_at", data["expires_at"] or "never"),
+            ("scopes", ",".join(data["scopes"])),
+            ("allowed_ips", ",".join(data["allowed_ips"]) or "any address"),
+            *([("previous key", f"works until {data['previous_key_expires_at']}")] if data["previous_key_expires_at"] else []),
         ]:
             self.stdout.write(f"{label + ':':<14}{value}")
         if full_key is not None:
@@ -231,12 +261,16 @@ class Command(ExplainedCommand):
         if not rows:
             self.stdout.write("No keys.")
             return
-        header = f"{'ID':<36}  {'KIND':<10}  {'ORG':<12}  {'SCOPE':<20}  {'STATUS':<8}  {'MASKED':<9}  NAME"
+        header = (
+            f"{'ID':<36}  {'KIND':<10}  {'ORG':<12}  {'SCOPE':<20}  {'STATUS':<8}  {'MASKED':<9}  "
+            f"{'MAY':<16}  {'FROM':<16}  NAME"
+        )
         self.stdout.write(header)
         for row in rows:
             self.stdout.write(
                 f"{row['id']:<36}  {row['kind']:<10}  {row['organization']:<12}  {self._scope(row)[:20]:<20}  "
-                f"{row['status']:<8}  {row['key_masked']:<9}  {row['name']}"
+                f"{row['status']:<8}  {row['key_masked']:<9}  {_may(row['scopes']):<16}  "
+                f"{_from(row['allowed_ips']):<16}  {row['name']}"
             )
 
     def handle_issue(
@@ -250,11 +284,19 @@ class Command(ExplainedCommand):
         description: str,
         expires_at: str | None,
         rate_limit: int | None,
+        scopes: list[str] | None,
+        allowed_ips: list[str],
         json: bool,
         **_: Any,
     ) -> None:
         organization = self._organization(org)
-        fields: dict[str, Any] = {"name": name, "description": description, "rate_limit_per_minute": rate_limit}
+        fields: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "rate_limit_per_minute": rate_limit,
+            "scopes": scopes,
+            "allowed_ips": allowed_ips,
+        }
         if expires_at:
             parsed = parse_datetime(expires_at)
             if parsed is None or parsed.tzinfo is None:
@@ -296,6 +338,30 @@ class Command(ExplainedCommand):
 
     def handle_activate(self, *, json: bool, **options: Any) -> None:
         self._print_key(key_activate(key=self._find(**options), actor=None), as_json=json)
+
+    def handle_deactivate_unused(self, *, dry_run: bool, **_: Any) -> None:
+        keys = keys_deactivate_unused(dry_run=dry_run)
+        verb = "would deactivate" if dry_run else "deactivated"
+        for key in keys:
+            data = self._data(key)
+            last_used = data["last_used_at"] or f"never (created {data['created_at']})"
+            self.stdout.write(
+                f"{verb} {data['id']}  {data['kind']:<10}  {data['organization']}  {data['key_masked']}  "
+                f"{data['name']}  last used: {last_used}"
+            )
+        total = f"{len(keys)} {'key' if len(keys) == 1 else 'keys'}"
+        self.stdout.write(f"{'Would deactivate' if dry_run else 'Deactivated'} {total}.")
+
+
+def _may(scopes: list[str]) -> str:
+    """A key's scopes, short: "all" for every one of them."""
+    return "all" if set(scopes) == set(ALL_SCOPES) else ",".join(scopes)
+
+
+def _from(allowed_ips: list[str]) -> str:
+    if not allowed_ips:
+        return "anywhere"
+    return allowed_ips[0] if len(allowed_ips) == 1 else f"{len(allowed_ips)} networks"
 
 
 def _dumps(value: Any) -> str:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import NAME_TAKEN, key_revoke
-from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, execute, full_keys_in, global_key_form
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, deployment_key_form, execute, full_keys_in, global_key_form
 
 pytestmark = pytest.mark.django_db
 
@@ -141,13 +141,9 @@ def test_an_expiry_in_the_past_is_a_form_error(client_a, deployment_a1):
     past = timezone.localtime() - timedelta(days=1)
     response = client_a.post(
         admin_url(DEPLOYMENT, "add"),
-        {
-            "deployment": deployment_a1.pk,
-            "name": "ci",
-            "is_active": "on",
-            "expires_at_0": past.strftime("%Y-%m-%d"),
-            "expires_at_1": past.strftime("%H:%M:%S"),
-        },
+        deployment_key_form(
+            deployment_a1, "ci", expires_at_0=past.strftime("%Y-%m-%d"), expires_at_1=past.strftime("%H:%M:%S")
+        ),
     )
 
     assert response.status_code == 200

@@ -12,7 +12,7 @@ from django.test import Client
 
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
-from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, execute, full_keys_in, global_key_form
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, deployment_key_form, execute, full_keys_in, global_key_form
 
 pytestmark = pytest.mark.django_db
 
@@ -73,18 +73,7 @@ def test_the_key_from_the_one_time_page_opens_its_deployments_only(client_a, org
 
 
 def test_creating_a_deployment_key_shows_it_once(client_a, deployment_a1):
-    response = client_a.post(
-        admin_url(DEPLOYMENT, "add"),
-        {
-            "deployment": deployment_a1.pk,
-            "name": "ci",
-            "description": "",
-            "is_active": "on",
-            "expires_at_0": "",
-            "expires_at_1": "",
-            "rate_limit_per_minute": "",
-        },
-    )
+    response = client_a.post(admin_url(DEPLOYMENT, "add"), deployment_key_form(deployment_a1, "ci"))
 
     assert response.status_code == 200
     [full_key] = full_keys_in(response)
