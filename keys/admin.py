@@ -23,6 +23,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from deployments.admin import DeploymentAdmin
@@ -149,9 +150,10 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         return key.status
 
     @admin.display(description="replaced secret works until")
-    def previous_key_expires_at(self, key: ApiKey) -> Any:
+    def previous_key_expires_at(self, key: ApiKey) -> str:
         # After a rotation with a grace period; "-" once the replaced secret no longer works.
-        return key.previous_key_expires_at if key.pk is not None else None
+        until = key.previous_key_expires_at if key.pk is not None else None
+        return self.get_empty_value_display() if until is None else date_format(timezone.localtime(until), "DATETIME_FORMAT")
 
     @admin.display(description="audit events")
     def audit_events(self, key: ApiKey) -> str:

@@ -260,7 +260,7 @@ class GlobalKeyInputSerializer(KeyInputSerializer):
 
 POLICY_DAYS_HELP = {
     "max_key_lifetime_days": "New keys expire within this many days, by default at its end; a later expiry, or "
-    "none, is refused. Existing keys keep their expiry. Null: no limit.",
+    "clearing it, is refused. Existing keys keep their expiry. Null: no limit.",
     "deactivate_unused_keys_after_days": "`manage.py keys deactivate-unused` (run daily) deactivates keys not used "
     "for this many days, counted from creation when never used. Null: never.",
 }

@@ -1,6 +1,8 @@
 """The client API's status table (which refusal answers first), row by row (the two rate-limit rows live with the limits),
-the mangled keys, and both headers with their precedence."""
+the mangled keys, and both headers with their precedence. The client-address rules
+themselves (IPv6, mapped IPv4, proxies) are in keys/tests/test_allowed_ips.py."""
 
+import uuid
 from datetime import timedelta
 from unittest import mock
 
@@ -10,8 +12,8 @@ from django.utils import timezone
 from keys import crypto
 from keys.models import DeploymentKey, RetiredSecret
 from keys.services import key_deactivate, key_revoke, key_rotate, key_update
-from keys.tests.factories import issue_deployment_key
-from keys.tests.helpers import assert_error, execute, execute_url, x_api_key
+from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.helpers import assert_error, bearer, execute, execute_url, execution_url, x_api_key
 
 
 def later(seconds: int):
@@ -350,3 +352,111 @@ def test_a_valid_key_executes(client, request, key_fixture, deployment_a1):
 
     assert response.status_code == 200
     assert response.json()["result"] == {"x": 1}
+
+
+# --- where a key may be used from, and what it may do ---------------------------------
+
+
+def read_execution(client, full_key: str, execution_id: str, org: str = "org-a", slug: str = "a-one", **extra):
+    return client.get(execution_url(org, slug, execution_id), **bearer(full_key), **extra)
+
+
+def assert_insufficient_scope(response, scope: str) -> None:
+    assert_error(response, 403, "insufficient_scope")
+    assert response["WWW-Authenticate"] == f'Bearer error="insufficient_scope", scope="{scope}"'
+
+
+@pytest.mark.parametrize("kind", ["deployment", "global"])
+def test_a_client_outside_the_keys_allowed_ips_gets_ip_not_allowed(client, deployment_a1, org_a, kind):
+    full_key = restricted_key(kind, deployment_a1, org_a, allowed_ips=["203.0.113.0/24", "2001:db8::/32"])
+
+    assert execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="203.0.113.9").status_code == 200
+    assert execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="2001:db8::5").status_code == 200
+    refused = execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="198.51.100.1")
+    assert_error(refused, 403, "ip_not_allowed")
+    assert "WWW-Authenticate" not in refused  # not a credentials problem: the same key works from elsewhere
+
+
+def test_an_empty_allowed_ips_allows_any_address(client, deployment_key_a1):
+    _, full_key = deployment_key_a1
+    for address in ["198.51.100.1", "2001:db8::1", "::ffff:192.0.2.1"]:
+        assert execute(client, "org-a", "a-one", full_key, REMOTE_ADDR=address).status_code == 200
+
+
+@pytest.mark.parametrize("state", ["revoked", "expired", "inactive"])
+def test_key_states_come_before_ip_not_allowed(client, deployment_a1, state):
+    row, full_key = issue_deployment_key(deployment_a1, name="fenced", allowed_ips=["203.0.113.0/24"])
+    if state == "revoked":
+        key_revoke(key=row, actor=None)
+    elif state == "expired":
+        DeploymentKey.objects.filter(pk=row.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    else:
+        key_deactivate(key=row, actor=None)
+    code = {"revoked": "key_revoked", "expired": "key_expired", "inactive": "key_inactive"}[state]
+
+    assert_error(execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="198.51.100.1"), 401, code)
+
+
+def test_ip_not_allowed_comes_before_the_rate_limit_and_does_not_count_against_it(client, deployment_a1):
+    _, full_key = issue_deployment_key(deployment_a1, name="fenced", allowed_ips=["203.0.113.7"], rate_limit_per_minute=1)
+
+    for _ in range(3):
+        refused = execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="198.51.100.1")
+        assert_error(refused, 403, "ip_not_allowed")
+        assert not refused.has_header("RateLimit")  # not authenticated: the key's limit is not consulted
+    assert execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="203.0.113.7").status_code == 200
+    assert_error(execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="203.0.113.7"), 429, "rate_limited")
+    assert_error(execute(client, "org-a", "a-one", full_key, REMOTE_ADDR="198.51.100.1"), 403, "ip_not_allowed")
+
+
+@pytest.mark.parametrize("kind", ["deployment", "global"])
+def test_a_key_without_the_scope_gets_insufficient_scope(client, deployment_a1, org_a, kind):
+    reader = restricted_key(kind, deployment_a1, org_a, scopes=["executions:read"])
+    runner = restricted_key(kind, deployment_a1, org_a, scopes=["deployments:execute"], name="runner")
+
+    executed = execute(client, "org-a", "a-one", runner)
+    assert executed.status_code == 200
+    execution_id = executed.json()["execution_id"]
+    assert_insufficient_scope(execute(client, "org-a", "a-one", reader), "deployments:execute")
+    assert read_execution(client, reader, execution_id).status_code == 200
+    assert_insufficient_scope(read_execution(client, runner, execution_id), "executions:read")
+    # Introspection needs no scope.
+    assert client.get("/api/v1/key/", **bearer(reader)).json()["scopes"] == ["executions:read"]
+    assert client.get("/api/v1/key/", **bearer(runner)).json()["scopes"] == ["deployments:execute"]
+
+
+def test_the_rate_limit_comes_before_insufficient_scope(client, deployment_a1):
+    _, reader = issue_deployment_key(deployment_a1, name="reader", scopes=["executions:read"], rate_limit_per_minute=1)
+
+    assert_insufficient_scope(execute(client, "org-a", "a-one", reader), "deployments:execute")
+    assert_error(execute(client, "org-a", "a-one", reader), 429, "rate_limited")
+
+
+def test_ip_not_allowed_comes_before_insufficient_scope(client, deployment_a1):
+    _, reader = issue_deployment_key(deployment_a1, name="reader", scopes=["executions:read"], allowed_ips=["203.0.113.7"])
+
+    assert_error(execute(client, "org-a", "a-one", reader, REMOTE_ADDR="198.51.100.1"), 403, "ip_not_allowed")
+    assert_insufficient_scope(execute(client, "org-a", "a-one", reader, REMOTE_ADDR="203.0.113.7"), "deployments:execute")
+
+
+@pytest.mark.parametrize("kind", ["deployment", "global"])
+def test_insufficient_scope_is_decided_before_the_deployment_is_looked_up(
+    client, org_a, deployment_a1, deployment_a2, deployment_b1, kind
+):
+    """A key that may not execute learns nothing of which deployments exist, are its own or are active."""
+    reader = restricted_key(kind, deployment_a1, org_a, scopes=["executions:read"])
+    runner = restricted_key(kind, deployment_a1, org_a, scopes=["deployments:execute"], name="runner")
+    deployment_a2.is_active = False
+    deployment_a2.save()
+
+    for org, slug in [("org-a", "a-one"), ("org-a", "no-such"), ("org-b", "b-one"), ("nowhere", "x"), ("org-a", "a-two")]:
+        assert_insufficient_scope(execute(client, org, slug, reader), "deployments:execute")
+        assert_insufficient_scope(read_execution(client, runner, str(uuid.uuid4()), org, slug), "executions:read")
+        assert_insufficient_scope(read_execution(client, runner, "not-a-uuid", org, slug), "executions:read")
+
+
+def restricted_key(kind: str, deployment, organization, name: str = "restricted", **fields) -> str:
+    """A key of `kind` that opens `deployment` (a global key: through its list), with `fields`; its full key."""
+    if kind == "deployment":
+        return issue_deployment_key(deployment, name=name, **fields)[1]
+    return issue_global_key(organization, name=name, deployments=[deployment], **fields)[1]

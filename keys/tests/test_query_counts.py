@@ -6,7 +6,9 @@ Measured on PostgreSQL: see the constants below. "Cold" means this worker's
 verification cache is empty, as after any key write; warm requests cost less.
 """
 
+import ipaddress
 import secrets
+import time
 from datetime import timedelta
 from unittest import mock
 
@@ -16,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from deployments.models import Deployment
-from keys import crypto
+from keys import crypto, verification_cache
 from keys.models import DeploymentKey, GlobalKeyDeployment
 from keys.tests.factories import import_deployment_key, import_global_key, issue_deployment_key, issue_global_key
 from keys.tests.helpers import bearer, execute
@@ -283,3 +285,25 @@ def test_with_the_cache_off_a_request_reads_the_deployment_only_in_the_key_looku
 
     with django_assert_num_queries(WARM_EXECUTE_QUERIES):  # the lookup and the Execution insert
         assert execute(client, "org-a", "a-one", full_key).status_code == 200
+
+
+def test_a_key_with_one_scope_and_ten_networks_costs_what_any_key_costs(client, deployment_a1, django_assert_num_queries):
+    """Scopes and networks travel in the verification record: parsed once per lookup, never per request."""
+    networks = [f"198.51.100.{n}/32" for n in range(9)] + ["127.0.0.0/8"]  # the test client's address, last
+    _, full_key = issue_deployment_key(deployment_a1, scopes=["deployments:execute"], allowed_ips=networks)
+    deadline = time.monotonic() + 5
+    while not verification_cache._bus.healthy():  # answers are cached once this process hears flushes
+        assert time.monotonic() < deadline, "the cache invalidation listener did not subscribe"
+        time.sleep(0.01)
+
+    with mock.patch.object(ipaddress, "ip_network", wraps=ipaddress.ip_network) as parsed:
+        with django_assert_num_queries(COLD_EXECUTE_QUERIES):
+            assert cold_execute(client, full_key).status_code == 200
+        assert parsed.call_count == len(networks)  # the cold lookup compiles them
+        client.get("/api/v1/key/", **bearer(full_key))  # caches the slugs it lists
+        parsed.reset_mock()
+        with django_assert_num_queries(0):  # warm: the key check makes no query at all
+            assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
+        with django_assert_num_queries(1):  # the Execution insert
+            assert execute(client, "org-a", "a-one", full_key).status_code == 200
+        assert parsed.call_count == 0

@@ -141,6 +141,65 @@ def test_help_lists_the_actions(capsys):
     with pytest.raises(SystemExit):
         call_command("keys", "--help")
     help_text = capsys.readouterr().out
-    for action in ("list", "issue", "rotate", "revoke", "deactivate", "activate"):
+    for action in ("list", "issue", "rotate", "revoke", "deactivate", "activate", "deactivate-unused"):
         assert action in help_text
     assert "only by `issue` and `rotate`" in help_text
+
+
+# What a key may do, and from where ----------------------------------------------------------
+
+
+def test_issue_with_scopes_and_addresses(deployment_a1):
+    out, _ = run("issue", "--org", "org-a", "--deployment", "a-one", "--name", "reader", "--scope", "executions:read",
+                 "--allow-ip", "203.0.113.7", "--allow-ip", "2001:DB8::/32", "--json")
+    data = json.loads(out)
+    assert (data["scopes"], data["allowed_ips"]) == (["executions:read"], ["203.0.113.7/32", "2001:db8::/32"])
+    key = DeploymentKey.objects.get(name="reader")
+    assert (key.scopes, key.allowed_ips) == (["executions:read"], ["203.0.113.7/32", "2001:db8::/32"])
+    changes = AuditEvent.objects.get(key_id=key.pk, action="created").changes
+    assert (changes["scopes"], changes["allowed_ips"]) == ([None, ["executions:read"]], [None, ["203.0.113.7/32", "2001:db8::/32"]])
+
+
+def test_issue_without_scopes_gives_them_all_and_says_so(deployment_a1):
+    out, _ = run("issue", "--org", "org-a", "--global", "--all-deployments", "--name", "Ops",
+                 "--scope", "deployments:execute", "--scope", "executions:read")
+    assert "scopes:       deployments:execute,executions:read" in out
+    assert "allowed_ips:  any address" in out
+    out, _ = run("issue", "--org", "org-a", "--deployment", "a-one", "--name", "plain", "--json")
+    assert json.loads(out)["scopes"] == ["deployments:execute", "executions:read"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scope", "deployments:delete"], "invalid choice"),
+        (["--allow-ip", "10.0.0.5/8"], "allowed_ips: “10.0.0.5/8” has host bits set"),
+        (["--allow-ip", "nope"], "allowed_ips: “nope” is not an IPv4 or IPv6 address"),
+        ([arg for n in range(101) for arg in ("--allow-ip", f"198.51.100.{n}")], "allowed_ips: At most 100"),
+    ],
+)
+def test_issue_refuses_bad_restrictions_naming_the_field(deployment_a1, args, message):
+    with pytest.raises(CommandError, match=message):
+        run("issue", "--org", "org-a", "--deployment", "a-one", "--name", "bad", *args)
+    assert not DeploymentKey.objects.exists()
+
+
+def test_list_shows_what_each_key_may_do_and_from_where(deployment_a1, org_a):
+    DeploymentKey.objects.issue(deployment=deployment_a1, name="reader", scopes=["executions:read"],
+                                allowed_ips=["203.0.113.7", "10.0.0.0/8"])
+    GlobalApiDeploymentKey.objects.issue(organization=org_a, name="anything", allow_all_deployments=True)
+
+    out, _ = run("list", "--org", "org-a")
+    lines = {line.rsplit("  ", 1)[-1]: line for line in out.splitlines()[1:]}
+    assert "executions:read" in lines["reader"] and "2 networks" in lines["reader"]
+    assert "  all  " in lines["anything"] and "anywhere" in lines["anything"]
+    rows = {row["name"]: row for row in json.loads(run("list", "--org", "org-a", "--json")[0])}
+    assert rows["reader"]["allowed_ips"] == ["203.0.113.7/32", "10.0.0.0/8"]
+    assert rows["anything"]["scopes"] == ["deployments:execute", "executions:read"]
+
+
+def test_rotate_with_grace_says_until_when_the_old_secret_works(deployment_key_a1):
+    out, _ = run("rotate", "--id", str(deployment_key_a1[0].pk), "--grace", "600")
+    assert "previous key: works until 20" in out
+    out, _ = run("rotate", "--id", str(deployment_key_a1[0].pk), "--json")
+    assert json.loads(out)["previous_key_expires_at"] is None

@@ -36,6 +36,7 @@ def test_spectacular_validates_without_warnings_from_the_command_line(tmp_path):
 def test_every_management_route_is_documented(schema):
     prefix = "/api/v1/orgs/{org_slug}"
     expected = {
+        "/": {"get", "patch"},
         "/deployments/": {"get", "post"},
         "/deployments/{slug}/": {"get", "patch", "delete"},
         "/deployments/{deployment_slug}/keys/": {"get", "post"},
@@ -89,3 +90,18 @@ def test_schema_and_docs_are_served_without_a_cdn(client, db):
     html = docs.content.decode()
     assert "swagger-ui" in html
     assert "cdn." not in html and "unpkg" not in html and "jsdelivr" not in html
+
+
+def test_the_schema_documents_what_a_key_may_do(schema):
+    components = schema["components"]["schemas"]
+    assert components["ScopesEnum"]["enum"] == ["deployments:execute", "executions:read"]
+    for name in ("DeploymentKey", "GlobalKey", "KeyInput", "PatchedKeyInput", "KeyIntrospection"):
+        properties = components[name]["properties"]
+        assert properties["scopes"]["items"] == {"$ref": "#/components/schemas/ScopesEnum"}, name
+        assert properties["allowed_ips"]["type"] == "array", name
+    assert components["DeploymentKey"]["properties"]["previous_key_expires_at"]["nullable"] is True
+    policy = components["PatchedOrganizationPolicyInput"]["properties"]
+    assert (policy["max_key_lifetime_days"]["minimum"], policy["max_key_lifetime_days"]["maximum"]) == (1, 3650)
+    execute = schema["paths"]["/api/v1/deployments/{org_slug}/{deployment_slug}/execute/"]["post"]
+    assert "insufficient_scope" in execute["responses"]["403"]["description"]
+    assert "ip_not_allowed" in execute["responses"]["403"]["description"]
