@@ -10,6 +10,9 @@ from typing import Any
 
 RATE_LIMIT_ON = 1_000_000_000  # high enough never to answer 429: we measure the counting, not the refusal
 SCOPE_SIZE = 1_000
+# The `scoped` key's allowed networks: nine that the bench's client is not in, then the loopback
+# it connects from (in-process and over HTTP), so every request compares against all ten.
+ALLOWED_NETWORKS = [f"198.51.100.{16 * n}/28" for n in range(5)] + [f"2001:db8:{n}::/48" for n in range(4)] + ["127.0.0.0/8"]
 
 
 def admin_connection() -> Any:
@@ -40,7 +43,8 @@ def _expect_columns(model: Any, expected: list[str]) -> None:
 
 KEY_COMMON_COLUMNS = [
     "id", "name", "description", "digest", "last4", "is_active", "expires_at", "revoked_at", "last_used_at",
-    "rate_limit_per_minute", "created_by_id", "modified_by_id", "created_at", "modified_at", "format",
+    "rate_limit_per_minute", "created_by_id", "modified_by_id", "created_at", "modified_at", "format", "scopes",
+    "allowed_ips",
 ]  # fmt: skip
 
 
@@ -52,6 +56,7 @@ def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
     from deployments.models import Deployment
     from keys import crypto
     from keys.models import DeploymentKey, GlobalApiDeploymentKey
+    from keys.scopes import DEPLOYMENTS_EXECUTE
     from keys.worker_state import forget_worker_state
     from organizations.models import Organization
 
@@ -75,6 +80,13 @@ def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
     _, keys["dep_limit"] = DeploymentKey.objects.issue(
         deployment=target, name="bench-limit", rate_limit_per_minute=RATE_LIMIT_ON
     )
+    _, keys["scoped"] = DeploymentKey.objects.issue(
+        deployment=target,
+        name="bench-scoped",
+        rate_limit_per_minute=0,
+        scopes=[DEPLOYMENTS_EXECUTE],
+        allowed_ips=ALLOWED_NETWORKS,
+    )
     _, keys["global_all"] = GlobalApiDeploymentKey.objects.issue(
         organization=org, name="bench-all", allow_all_deployments=True, rate_limit_per_minute=0
     )
@@ -90,7 +102,7 @@ def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
     assert crypto.key_kind(keys["junk"]) is None
 
     phases["bench keys"] = time.perf_counter() - started - sum(phases.values())
-    filler = max(0, keys_total - 5)
+    filler = max(0, keys_total - 6)
     filler_deployment_keys = filler // 2
     filler_global_keys = filler - filler_deployment_keys
     salt = secrets.token_hex(8)
@@ -102,7 +114,8 @@ def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
     filler_sql = (
         "INSERT INTO {table} ({common}, {extra_columns})"
         " SELECT (%(id_prefix)s || lpad(to_hex(rn), 20, '0'))::uuid, 'filler-' || lpad(rn::text, 9, '0'), '', digest,"
-        " 'xxxx', true, NULL, NULL, NULL, NULL, NULL, NULL, now(), now(), 'keyscope', {extra_values}"
+        " 'xxxx', true, NULL, NULL, NULL, NULL, NULL, NULL, now(), now(), 'keyscope',"
+        " '[\"deployments:execute\", \"executions:read\"]'::jsonb, '[]'::jsonb, {extra_values}"
         " FROM (SELECT row_number() OVER (ORDER BY digest) AS rn, digest FROM ("
         "   SELECT encode(sha256(convert_to(%(salt)s || '-' || i, 'UTF8')), 'hex') AS digest"
         "   FROM generate_series(1, %(n)s) AS i) AS raw) AS sorted"
@@ -158,6 +171,7 @@ def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
         "org_slug": org.slug,
         "deployment_slug": target.slug,
         "scope_size": len(scope),
+        "networks": len(ALLOWED_NETWORKS),
         "keys": keys,
         "keys_total": keys_total,
         "deployments_total": deployments_total,

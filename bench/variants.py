@@ -28,6 +28,7 @@ VARIANT_IDS = [
     "dep-warm-limit",
     "global-all-warm",
     "global-scope-warm",
+    "scoped-warm",
     "dep-cold",
     "global-scope-cold",
     "global-wide-cold",
@@ -55,6 +56,12 @@ def build_variants(fixtures: dict[str, Any], peer: bool) -> list[Variant]:
             f"global key, scope of {scoped:,} deployments, warm, limit off",
             path=guarded,
             headers=bearer("global_scope"),
+        ),
+        Variant(
+            "scoped-warm",
+            f"deployment key, one scope and {fixtures['networks']} allowed networks, warm, limit off",
+            path=guarded,
+            headers=bearer("scoped"),
         ),
         Variant("dep-cold", "deployment key, cache cold, limit off", path=guarded, headers=bearer("dep"), cold=True),
         Variant(

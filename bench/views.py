@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from keys.authentication import key_auth
+from keys.scopes import DEPLOYMENTS_EXECUTE
 from keys.views import ClientAPIView, resolve_deployment
 
 BODY = {"ok": True}
@@ -24,7 +25,9 @@ class NoAuthView(APIView):
 
 
 class KeyscopeView(ClientAPIView):
-    """The full client key check (header, lookup, status, rate limit, deployment, scope), no Execution insert."""
+    """The full client key check (header, lookup, status, addresses, rate limit, scope, deployment), no Execution insert."""
+
+    required_scope = DEPLOYMENTS_EXECUTE  # what executing needs, so every row pays the scope check
 
     def get(self, request: Request, org_slug: str, deployment_slug: str) -> Response:
         resolve_deployment(key_auth(request), org_slug, deployment_slug)

@@ -53,7 +53,26 @@ from organizations.models import Organization
 # Where save_model leaves a new key for response_add: this request's memory only.
 _ISSUED = "_keyscope_issued_keys"
 COMMON_FIELDS = ["name", "description", "is_active", "expires_at", "rate_limit_per_minute", "scopes", "allowed_ips"]
-RESTRICTIONS_FIELDSET = ("What the key may do", {"fields": ["scopes", "allowed_ips"]})
+# What both kinds' pages show after the fields of their own (the deployment; the organization and scope).
+ADD_FIELDSETS: list[tuple[str | None, dict[str, Any]]] = [
+    ("What the key may do", {"fields": ["scopes", "allowed_ips"]}),
+    ("Status", {"fields": ["is_active", "expires_at"]}),
+    ("Limits", {"fields": ["rate_limit_per_minute"]}),
+]
+CHANGE_FIELDSETS: list[tuple[str | None, dict[str, Any]]] = [
+    ADD_FIELDSETS[0],
+    (
+        "Status",
+        {
+            "fields": [
+                "key_masked", "status", "is_active", "expires_at", "revoked_at", "previous_key_expires_at", "last_used_at",
+            ]  # fmt: skip
+        },
+    ),
+    ADD_FIELDSETS[2],
+    ("Usage", {"fields": ["usage_last_30_days"]}),
+    ("History", {"fields": ["audit_events", "created_at", "created_by", "modified_at"]}),
+]
 
 
 @dataclass(frozen=True)
@@ -474,25 +493,11 @@ class DeploymentKeyAdmin(KeyAdmin):
     list_select_related = ["deployment__organization"]
     add_fieldsets = [
         (None, {"fields": ["deployment", "name", "description"]}),
-        RESTRICTIONS_FIELDSET,
-        ("Status", {"fields": ["is_active", "expires_at"]}),
-        ("Limits", {"fields": ["rate_limit_per_minute"]}),
+        *ADD_FIELDSETS,
     ]
     change_fieldsets = [
         (None, {"fields": ["deployment", "name", "description"]}),
-        RESTRICTIONS_FIELDSET,
-        (
-            "Status",
-            {
-                "fields": [
-                    "key_masked", "status", "is_active", "expires_at", "revoked_at", "previous_key_expires_at",
-                    "last_used_at",
-                ]  # fmt: skip
-            },
-        ),
-        ("Limits", {"fields": ["rate_limit_per_minute"]}),
-        ("Usage", {"fields": ["usage_last_30_days"]}),
-        ("History", {"fields": ["audit_events", "created_at", "created_by", "modified_at"]}),
+        *CHANGE_FIELDSETS,
     ]
 
     def issue(self, request: HttpRequest, form: DeploymentKeyForm) -> tuple[DeploymentKey, str]:
@@ -529,26 +534,12 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
     add_fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),
         ("Scope", {"fields": ["scope", "deployments"]}),
-        RESTRICTIONS_FIELDSET,
-        ("Status", {"fields": ["is_active", "expires_at"]}),
-        ("Limits", {"fields": ["rate_limit_per_minute"]}),
+        *ADD_FIELDSETS,
     ]
     change_fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),
         ("Scope", {"fields": ["scope", "deployments"]}),
-        RESTRICTIONS_FIELDSET,
-        (
-            "Status",
-            {
-                "fields": [
-                    "key_masked", "status", "is_active", "expires_at", "revoked_at", "previous_key_expires_at",
-                    "last_used_at",
-                ]  # fmt: skip
-            },
-        ),
-        ("Limits", {"fields": ["rate_limit_per_minute"]}),
-        ("Usage", {"fields": ["usage_last_30_days"]}),
-        ("History", {"fields": ["audit_events", "created_at", "created_by", "modified_at"]}),
+        *CHANGE_FIELDSETS,
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:

@@ -13,6 +13,7 @@ No ORM imports.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -115,15 +116,27 @@ def compile_networks(entries: Any) -> tuple[CompiledNetwork, ...]:
     return tuple(compiled)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed_address(address: str) -> tuple[int, int]:
+    """(IP version, integer) of a client address, remembered: a worker sees the same few addresses again and again.
+    An IPv4-mapped IPv6 address is its IPv4; (0, 0) for what is not an address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return 0, 0
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.version, int(ip)
+
+
 def address_allowed(address: str | None, networks: tuple[CompiledNetwork, ...]) -> bool:
     """Whether a client address is in one of the networks; an IPv4-mapped IPv6 address is matched as its IPv4."""
     if address is None:
         return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    version, value = _parsed_address(address)
+    if version == 0:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    version, value = ip.version, int(ip)
-    return any(version == v and value & mask == net for v, net, mask in networks)
+    for v, net, mask in networks:
+        if v == version and value & mask == net:
+            return True
+    return False

@@ -20,6 +20,7 @@ from keys import (
     usage,
 )
 from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyQuerySet, KeyStatus
+from keys.policy import key_policy_update
 from keys.serializers import (
     AuditEventFilterSerializer,
     AuditEventSerializer,
@@ -36,7 +37,6 @@ from keys.serializers import (
     RevokeInputSerializer,
     RotateInputSerializer,
 )
-from keys.policy import key_policy_update
 from keys.services import (
     deployment_key_issue,
     global_key_issue,

@@ -51,7 +51,7 @@ class AllowedIpsField(forms.CharField):
 
 
 class KeyForm(forms.ModelForm):
-    """What both kinds' forms share: the key's restrictions (CONTRACT §6: scope checkboxes, an addresses textarea)."""
+    """What both kinds' forms share: the key's restrictions, as scope checkboxes and an addresses textarea."""
 
     scopes = forms.MultipleChoiceField(
         choices=list(scopes.SCOPES.items()),

@@ -351,12 +351,13 @@ class AuditEvent(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="audit_events")
-    # Null on an event that is not about a key (a change of the organization's key policy).
-    key_kind = models.CharField(
+    # Null, not "", on an event that is not about a key (a change of the organization's key policy):
+    # the API shows the key fields as null there (CONTRACT §7).
+    key_kind = models.CharField(  # noqa: DJ001
         max_length=16, choices=[("deployment", "deployment"), ("global", "global")], null=True, blank=True
     )
     key_id = models.UUIDField(db_index=True, null=True, blank=True)
-    key_name = models.CharField(max_length=100, null=True, blank=True)
+    key_name = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
     action = models.CharField(max_length=16, choices=Action.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

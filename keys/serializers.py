@@ -27,6 +27,7 @@ from lib.serializers import (
     StrictCharField,
     StrictIntegerField,
 )
+from organizations.models import POLICY_DAYS_MAX, POLICY_DAYS_MIN, Organization
 
 KEY_FORMAT_HELP = "`keyscope` (a `ksd_`/`ksg_` key), or `uuid` for a key imported from Unstract until it is rotated."
 UNKNOWN_DEPLOYMENT = "No deployment with the slug “{slug}” exists in this organization."

@@ -1,5 +1,6 @@
 """The client's address, trusting X-Forwarded-For only from KEYSCOPE_TRUSTED_PROXIES."""
 
+import functools
 import ipaddress
 
 from django.conf import settings
@@ -9,18 +10,27 @@ from django.http import HttpRequest
 HTTP_WHITESPACE = " \t"
 
 
+@functools.lru_cache(maxsize=8)
+def _trusted_networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """KEYSCOPE_TRUSTED_PROXIES parsed once per value of the setting (it is read at call time); bad entries dropped."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            continue
+    return tuple(networks)
+
+
 def _is_trusted(address: str) -> bool:
+    proxies = settings.KEYSCOPE_TRUSTED_PROXIES
+    if not proxies:  # the common case, on every request of a key with allowed addresses: no parsing
+        return False
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    for entry in settings.KEYSCOPE_TRUSTED_PROXIES:
-        try:
-            if ip in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+    return any(ip in network for network in _trusted_networks(tuple(proxies)))
 
 
 def client_ip(request: HttpRequest) -> str | None:

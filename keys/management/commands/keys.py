@@ -18,8 +18,8 @@ from django.utils.dateparse import parse_datetime
 from deployments.models import Deployment
 from keys.management.help import ExplainedCommand
 from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey
-from keys.serializers import DeploymentKeySerializer, GlobalKeySerializer
 from keys.scopes import ALL_SCOPES
+from keys.serializers import DeploymentKeySerializer, GlobalKeySerializer
 from keys.services import (
     MAX_GRACE_PERIOD_SECONDS,
     KeyRevokedError,
@@ -27,9 +27,9 @@ from keys.services import (
     global_key_issue,
     key_activate,
     key_deactivate,
-    keys_deactivate_unused,
     key_revoke,
     key_rotate,
+    keys_deactivate_unused,
     scope_input_errors,
 )
 from organizations.models import Organization

@@ -3,8 +3,8 @@ secret's end on the key's page, and the organization's key policy for its admins
 
 from __future__ import annotations
 
-from datetime import timedelta
 import re
+from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest

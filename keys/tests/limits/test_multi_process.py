@@ -1,9 +1,10 @@
 """Two gunicorn processes over one PostgreSQL and one Redis, as production runs.
 
 A limit of N a minute holds across both, and a revoked key is refused by
-every process within 1 second: that bound is the feature, not a
-performance target. The processes cache verified keys for 30 seconds here, so
-only the Redis flush message, not the cache's TTL, can meet it.
+every process within 1 second, as is a key narrowed to one scope: that bound
+is the feature, not a performance target. The processes cache verified keys
+for 30 seconds here, so only the Redis flush message, not the cache's TTL, can
+meet it.
 """
 
 from __future__ import annotations
@@ -167,9 +168,9 @@ def test_a_limit_of_n_a_minute_holds_across_two_processes(servers, deployment_a1
     assert all(r.json()["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1 for r in responses[LIMIT:])
 
 
-def revoke_route(key: DeploymentKey) -> str | None:
-    """The management API's revoke action, when the project has one."""
-    path = f"/api/v1/orgs/org-a/deployments/a-one/keys/{key.pk}/revoke/"
+def management_route(key: DeploymentKey, action: str = "") -> str | None:
+    """The key's URL in the management API (or one of its actions), when the project has it."""
+    path = f"/api/v1/orgs/org-a/deployments/a-one/keys/{key.pk}/" + (f"{action}/" if action else "")
     try:
         resolve(path)
     except Resolver404:
@@ -177,11 +178,10 @@ def revoke_route(key: DeploymentKey) -> str | None:
     return path
 
 
-def test_a_revoked_key_is_refused_by_every_process_within_one_second(servers, deployment_a1, admin_a):
+def warm_both(servers: tuple[Server, Server], key: DeploymentKey, full_key: str) -> None:
+    """Both processes answer the key from their caches, proven so: a change that bypasses the model
+    signals (a queryset update) goes unnoticed by a process that answers from its cache."""
     one, two = servers
-    key, full_key = issue_deployment_key(deployment_a1, rate_limit_per_minute=0)
-    # Warm both caches, and prove they are warm: a change that bypasses the model
-    # signals (a queryset update) goes unnoticed by a process that answers from its cache.
     warm_deadline = time.monotonic() + 5.0
     while True:
         assert [one.execute(full_key).status_code, two.execute(full_key).status_code] == [200, 200]
@@ -189,19 +189,43 @@ def test_a_revoked_key_is_refused_by_every_process_within_one_second(servers, de
         cached = [one.execute(full_key).status_code, two.execute(full_key).status_code]
         DeploymentKey.objects.filter(pk=key.pk).update(is_active=True)
         if cached == [200, 200]:
-            break
+            return
         # Not cached yet (a process caches only once subscribed): it may now hold the
         # inactive answer, so flush every process and try again.
         flush()
         assert time.monotonic() < warm_deadline, f"the processes never cached the key: {cached}"
         time.sleep(0.05)
 
-    route = revoke_route(key)
+
+def as_production_user(user) -> None:
+    """The suite hashes passwords with MD5, which a production process does not accept."""
+    hasher = PBKDF2PasswordHasher()
+    user.password = hasher.encode(TEST_PASSWORD, hasher.salt())
+    user.save(update_fields=["password"])
+
+
+def refused_after(servers: tuple[Server, Server], full_key: str, status: int, code: str, since: float) -> dict[int, float]:
+    """How long after `since` each process first answered `full_key` with `status` and `code` (polled for 3 s)."""
+    seen: dict[int, float] = {}
+    while len(seen) < len(servers) and time.monotonic() - since < 3 * PROPAGATION_BOUND_SECONDS:
+        for server in servers:
+            if server.port not in seen:
+                response = server.execute(full_key)
+                if response.status_code == status:
+                    assert response.json()["code"] == code
+                    seen[server.port] = time.monotonic() - since
+        time.sleep(POLL_SECONDS)
+    return seen
+
+
+def test_a_revoked_key_is_refused_by_every_process_within_one_second(servers, deployment_a1, admin_a):
+    one, two = servers
+    key, full_key = issue_deployment_key(deployment_a1, rate_limit_per_minute=0)
+    warm_both(servers, key, full_key)
+
+    route = management_route(key, "revoke")
     if route is not None:  # revoked through process one's management API
-        # The suite hashes passwords with MD5, which a production process does not accept.
-        hasher = PBKDF2PasswordHasher()
-        admin_a.password = hasher.encode(TEST_PASSWORD, hasher.salt())
-        admin_a.save(update_fields=["password"])
+        as_production_user(admin_a)
         response = one.http.post(route, auth=("admin-a", TEST_PASSWORD))
         assert response.status_code == 200, response.text
         revoked_at = time.monotonic()
@@ -210,16 +234,29 @@ def test_a_revoked_key_is_refused_by_every_process_within_one_second(servers, de
         key_revoke(key=key, actor=admin_a)
         revoked_at = time.monotonic()
 
-    refused_after: dict[int, float] = {}
-    while len(refused_after) < 2 and time.monotonic() - revoked_at < 3 * PROPAGATION_BOUND_SECONDS:
-        for server in servers:
-            if server.port not in refused_after:
-                response = server.execute(full_key)
-                if response.status_code == 401:
-                    assert response.json()["code"] == "key_revoked"
-                    refused_after[server.port] = time.monotonic() - revoked_at
-        time.sleep(POLL_SECONDS)
+    refused = refused_after(servers, full_key, 401, "key_revoked", revoked_at)
+    print(f"revocation seen after {sorted(round(s * 1000) for s in refused.values())} ms")
+    assert set(refused) == {one.port, two.port}, f"still accepted after 3 s: {refused}"
+    assert max(refused.values()) < PROPAGATION_BOUND_SECONDS, refused
 
-    print(f"revocation seen after {sorted(round(s * 1000) for s in refused_after.values())} ms")
-    assert set(refused_after) == {one.port, two.port}, f"still accepted after 3 s: {refused_after}"
-    assert max(refused_after.values()) < PROPAGATION_BOUND_SECONDS, refused_after
+
+def test_a_key_narrowed_to_one_scope_is_refused_the_other_by_every_process_within_one_second(
+    servers, deployment_a1, admin_a
+):
+    one, two = servers
+    key, full_key = issue_deployment_key(deployment_a1, rate_limit_per_minute=0)
+    warm_both(servers, key, full_key)
+
+    as_production_user(admin_a)
+    response = one.http.patch(management_route(key), json={"scopes": ["executions:read"]}, auth=("admin-a", TEST_PASSWORD))
+    assert response.status_code == 200, response.text
+    assert response.json()["scopes"] == ["executions:read"]
+    changed_at = time.monotonic()
+
+    refused = refused_after(servers, full_key, 403, "insufficient_scope", changed_at)
+    print(f"scope change seen after {sorted(round(s * 1000) for s in refused.values())} ms")
+    assert set(refused) == {one.port, two.port}, f"still executing after 3 s: {refused}"
+    assert max(refused.values()) < PROPAGATION_BOUND_SECONDS, refused
+    # What the key kept, it may still do, on both.
+    introspection = [server.http.get("/api/v1/key/", headers={"Authorization": f"Bearer {full_key}"}) for server in servers]
+    assert [r.json()["scopes"] for r in introspection] == [["executions:read"], ["executions:read"]]
