@@ -134,7 +134,11 @@ def _scope_slugs(key: ApiKey) -> list[str]:
 
 
 def _issue(key: K, *, actor: Actor, ip_address: str | None, deployments: list[Deployment] | None = None) -> tuple[K, str]:
-    """Give a new row a fresh keyscope secret and store it as _create does; return it with its full key."""
+    """Give a new row a fresh keyscope secret and store it as _create does; return it with its full key.
+
+    A new key is held to its organization's `max_key_lifetime_days` (an imported one keeps the expiry it had).
+    """
+    key.expires_at = _expiry(key, key.expires_at, new=True)
     full_key, secret = crypto.new_secret(key.KIND)
     return _create(key, secret=secret, actor=actor, ip_address=ip_address, deployments=deployments), full_key
 
@@ -151,7 +155,7 @@ def _create(
     key.name = clean_name(key.name, max_length=NAME_MAX_LENGTH)
     for field in RESTRICTIONS:
         setattr(key, field, _restriction(field, getattr(key, field)))
-    key.expires_at = _expiry(key, key.expires_at, new=True)
+    validate_expiry(key.expires_at)
     _save(key)
     changes: dict[str, tuple[Any, Any]] = {
         "name": (None, key.name),

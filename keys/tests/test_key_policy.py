@@ -4,6 +4,7 @@ The API's side is in keys/tests/api/test_organization_policy.py, the admin's in
 keys/tests/admin/test_restrictions_admin.py.
 """
 
+import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -72,6 +73,24 @@ def test_the_command_line_issues_within_the_lifetime(thirty_days, deployment_a1)
     later = (timezone.now() + timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
     with pytest.raises(CommandError, match="expires_at: This organization's key policy limits keys to 30 days"):
         run("issue", "--org", "org-a", "--deployment", "a-one", "--name", "too long", "--expires-at", later)
+
+
+def test_an_imported_key_keeps_the_expiry_it_had(thirty_days, deployment_a1):
+    from keys.importing import import_keys
+
+    document = {
+        "deployment_keys": [{"key": str(uuid.uuid4()), "deployment": "a-one", "name": "from Unstract", "description": "",
+                             "is_active": True}],
+        "global_keys": [{"key": str(uuid.uuid4()), "name": "global from Unstract", "description": "", "is_active": True,
+                         "allow_all_deployments": True, "deployments": []}],
+    }
+    import_keys(organization=thirty_days, document=document)
+
+    assert DeploymentKey.objects.get(name="from Unstract").expires_at is None
+    assert GlobalApiDeploymentKey.objects.get(name="global from Unstract").expires_at is None
+    # Rotating it later keeps that expiry too; what is new under the policy is a new key.
+    rotated, _ = key_rotate(key=DeploymentKey.objects.get(name="from Unstract"), actor=None)
+    assert rotated.expires_at is None
 
 
 def test_setting_the_policy_leaves_existing_keys_alone(org_a, deployment_a1):
