@@ -10,7 +10,7 @@ import pytest
 from backend.logging import RedactKeysFilter
 from backend.tests.log_capture import written
 from keys import crypto
-from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, full_keys_in, global_key_form, logged_in
+from keys.tests.helpers import DEPLOYMENT, GLOBAL, admin_url, deployment_key_form, full_keys_in, global_key_form, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -27,11 +27,7 @@ def test_creating_and_rotating_keys_in_the_admin_logs_no_key_at_debug(client_a, 
     response = client_a.post(admin_url(GLOBAL, "add"), global_key_form(org_a, "ci", [deployment_a1]))
     issued += full_keys_in(response)
     key_id = response.context["issued"][0].key.pk
-    response = client_a.post(
-        admin_url(DEPLOYMENT, "add"),
-        {"deployment": deployment_a1.pk, "name": "ci", "description": "", "is_active": "on",
-         "expires_at_0": "", "expires_at_1": "", "rate_limit_per_minute": ""},
-    )
+    response = client_a.post(admin_url(DEPLOYMENT, "add"), deployment_key_form(deployment_a1, "ci"))
     issued += full_keys_in(response)
     response = client_a.post(admin_url(GLOBAL, "rotate", key_id), {"post": "yes", "grace_period_seconds": "60"})
     issued += full_keys_in(response)
