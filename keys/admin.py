@@ -685,12 +685,12 @@ class OrganizationWithKeyPolicyAdmin(ServiceErrorsOnFormMixin, OrganizationAdmin
     ]
 
     def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
-        policy = {field: form.cleaned_data[field] for field in POLICY_FIELDS if field in form.changed_data}
+        policy = {name: form.cleaned_data[name] for name in POLICY_FIELDS if name in form.changed_data}
         # The form has set the new values on `obj`: the rest is saved as usual, the policy by its service.
-        for field in policy:
-            setattr(obj, field, form.initial.get(field))
+        for name in policy:
+            setattr(obj, name, form.initial.get(name))
         super().save_model(request, obj, form, change)
         if policy:
             saved = key_policy_update(organization=obj, actor=request.user, ip_address=client_ip(request), **policy)
-            for field in policy:
-                setattr(obj, field, getattr(saved, field))
+            for name in policy:
+                setattr(obj, name, getattr(saved, name))

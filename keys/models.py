@@ -352,7 +352,7 @@ class AuditEvent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="audit_events")
     # Null, not "", on an event that is not about a key (a change of the organization's key policy):
-    # the API shows the key fields as null there (CONTRACT §7).
+    # the API shows the key fields as null there.
     key_kind = models.CharField(  # noqa: DJ001
         max_length=16, choices=[("deployment", "deployment"), ("global", "global")], null=True, blank=True
     )

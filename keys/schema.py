@@ -14,8 +14,8 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers
 
 from keys.models import KeyFormat
-from keys.serializers import KEY_FORMAT_HELP
 from keys.scopes import ALL_SCOPES, DEPLOYMENTS_EXECUTE, EXECUTIONS_READ
+from keys.serializers import KEY_FORMAT_HELP
 from lib.serializers import ErrorSerializer
 
 KEY_ERRORS = {

@@ -6,7 +6,6 @@ by the create and rotate responses, have a `key` field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -19,7 +18,6 @@ from keys.allowed_ips import MAX_ENTRIES, clean_allowed_ips
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyStatus
 from keys.scopes import ALL_SCOPES, clean_scopes
 from keys.services import MAX_GRACE_PERIOD_SECONDS, NAME_MAX_LENGTH, scope_input_errors
-from organizations.models import POLICY_DAYS_MAX, POLICY_DAYS_MIN, Organization
 from lib.serializers import (
     MAX_POSITIVE_INTEGER,
     InputSerializer,
@@ -62,11 +60,12 @@ ALLOWED_IPS_HELP = (
 class RestrictionField(serializers.Field):
     """A list judged by its rule in keys/scopes.py or keys/allowed_ips.py: one set of messages for API, admin and CLI."""
 
-    cleaner: Callable[[Any], list[str]]
+    def rule(self, data: Any) -> list[str]:
+        raise NotImplementedError
 
     def to_internal_value(self, data: Any) -> list[str]:
         try:
-            return type(self).cleaner(data)
+            return self.rule(data)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
 
@@ -76,12 +75,14 @@ class RestrictionField(serializers.Field):
 
 @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES)))
 class ScopesField(RestrictionField):
-    cleaner = clean_scopes
+    def rule(self, data: Any) -> list[str]:
+        return clean_scopes(data)
 
 
 @extend_schema_field(serializers.ListField(child=serializers.CharField(), max_length=MAX_ENTRIES))
 class AllowedIpsField(RestrictionField):
-    cleaner = clean_allowed_ips
+    def rule(self, data: Any) -> list[str]:
+        return clean_allowed_ips(data)
 
 
 # Output ----------------------------------------------------------------------
@@ -291,6 +292,9 @@ def policy_days_field(name: str) -> StrictIntegerField:
     )
 
 
+READ_ONLY_HERE = "This field cannot be changed."
+
+
 class OrganizationPolicyInputSerializer(InputSerializer):
     """PATCH of the key policy; `slug` and `name` are read-only here."""
 
@@ -301,7 +305,7 @@ class OrganizationPolicyInputSerializer(InputSerializer):
     deactivate_unused_keys_after_days = policy_days_field("deactivate_unused_keys_after_days")
 
     def message_for_unknown(self, field: str) -> str:
-        return self.read_only_message if field in OrganizationSerializer.Meta.fields else super().message_for_unknown(field)
+        return READ_ONLY_HERE if field in OrganizationSerializer.Meta.fields else super().message_for_unknown(field)
 
 
 class RotateInputSerializer(InputSerializer):

@@ -28,6 +28,7 @@ from keys.models import (
     DeploymentKey,
     GlobalApiDeploymentKey,
     KeyFormat,
+    KeyStatus,
     RetiredSecret,
 )
 from keys.policy import lifetime_expiry
@@ -453,12 +454,12 @@ def unused_keys(*, now: datetime | None = None) -> list[ApiKey]:
     for organization in Organization.objects.filter(deactivate_unused_keys_after_days__isnull=False).order_by("slug"):
         cutoff = now - timedelta(days=organization.deactivate_unused_keys_after_days)
         unused = Q(last_used_at__lt=cutoff) | Q(last_used_at__isnull=True, created_at__lt=cutoff)
-        active = Q(revoked_at__isnull=True, is_active=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         for keys, owner in (
             (DeploymentKey.objects.select_related("deployment"), "deployment__organization"),
             (GlobalApiDeploymentKey.objects.all(), "organization"),
         ):
-            found += keys.filter(active, unused, **{owner: organization}).order_by("created_at")
+            active = keys.with_status(KeyStatus.ACTIVE, now)
+            found += active.filter(unused, **{owner: organization}).order_by("created_at")
     return found
 
 

@@ -6,8 +6,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from keys.allowed_ips import address_allowed, clean_allowed_ips, clean_allowed_ips_lines, compile_networks
-from keys.tests.helpers import assert_error, execute
 from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.helpers import assert_error, execute
 
 LIMIT = 60  # KEYSCOPE_FAILED_AUTH_PER_MINUTE's default
 

@@ -30,7 +30,7 @@ def events(key) -> list[AuditEvent]:
 
 
 def assert_no_secret(event: AuditEvent, *full_keys: str) -> None:
-    stored = json.dumps(event.changes) + event.key_name
+    stored = json.dumps(event.changes) + (event.key_name or "")
     for full_key in full_keys:
         assert full_key not in stored
         assert full_key[4:36] not in stored

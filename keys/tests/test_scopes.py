@@ -6,7 +6,7 @@ keys/tests/test_authentication_status_table.py.
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.urls import get_resolver
+from django.urls import URLPattern, get_resolver
 
 from keys import scopes
 from keys.services import key_update
@@ -14,11 +14,11 @@ from keys.tests.helpers import assert_error, bearer, execute, execution_url
 from keys.views import ClientAPIView
 
 
-def client_views() -> dict[str, type]:
+def client_views() -> dict[str, type[ClientAPIView]]:
     views = {}
     for pattern in get_resolver().url_patterns:
         view_class = getattr(getattr(pattern, "callback", None), "view_class", None)
-        if view_class is not None and issubclass(view_class, ClientAPIView):
+        if isinstance(pattern, URLPattern) and pattern.name and view_class and issubclass(view_class, ClientAPIView):
             views[pattern.name] = view_class
     return views
 

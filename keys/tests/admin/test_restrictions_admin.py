@@ -170,8 +170,9 @@ def test_saving_the_page_unchanged_writes_no_event(client_a, deployment_a1):
 
 def shown_beside(page: str, label: str) -> str:
     """The read-only value the admin renders after a field's label."""
-    after = page[page.index(label):]
-    return re.search(r'<div class="readonly">(.*?)</div>', after, re.S).group(1).strip()
+    found = re.search(r'<div class="readonly">(.*?)</div>', page[page.index(label):], re.S)
+    assert found is not None, label
+    return found.group(1).strip()
 
 
 def test_the_keys_page_says_until_when_the_replaced_secret_works(client_a, deployment_key_a1):

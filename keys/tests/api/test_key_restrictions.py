@@ -12,8 +12,8 @@ from django.utils.dateparse import parse_datetime
 
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import key_rotate
-from keys.tests.helpers import ORG_A, bearer, execute
 from keys.tests.factories import issue_deployment_key, issue_global_key
+from keys.tests.helpers import ORG_A, bearer, execute
 
 DEPLOYMENT_KEYS = f"{ORG_A}/deployments/a-one/keys/"
 GLOBAL_KEYS = f"{ORG_A}/global-keys/"

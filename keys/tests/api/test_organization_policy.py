@@ -7,8 +7,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from keys.models import AuditEvent, DeploymentKey
-from keys.tests.helpers import ORG_A
 from keys.tests.factories import issue_deployment_key
+from keys.tests.helpers import ORG_A
 from organizations.models import Organization
 
 ORGANIZATION = f"{ORG_A}/"
