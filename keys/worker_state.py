@@ -4,18 +4,14 @@ Tests and the bench start each run from nothing: no buffered usage, no cached
 lookup, no rate-limit lease, no last-used memo and no shared counter.
 """
 
-from django.conf import settings
 from django.core.cache import cache
 
 from keys import ratelimit, usage, verification, verification_cache
-from lib.redis_client import redis_client
 
 
 def forget_worker_state() -> None:
     usage.flush_usage()  # drain this process's buffer before the store is emptied
-    if settings.REDIS_URL:
-        redis_client().flushdb()
-    cache.clear()  # with Redis, a FLUSHDB of the cache's database: counters and usage too
+    cache.clear()  # with Redis, a FLUSHDB of REDIS_URL's database: counters and usage too
     verification_cache.local_cache.clear()
     verification.forget_last_used()
     ratelimit.forget_leases()
