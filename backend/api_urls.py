@@ -6,7 +6,7 @@ Every path answers with and without its trailing slash, as the whole API does.
 from django.urls import include, re_path
 from rest_framework.routers import SimpleRouter
 
-from deployments.api import DeploymentViewSet, ExecutionViewSet
+from deployments.api import DeploymentGroupViewSet, DeploymentViewSet, ExecutionViewSet
 from keys.api import AuditEventViewSet, DeploymentKeyViewSet, GlobalKeyViewSet
 
 
@@ -20,6 +20,7 @@ class OptionalSlashRouter(SimpleRouter):
 
 organization_router = OptionalSlashRouter()
 organization_router.register("deployments", DeploymentViewSet, basename="deployment")
+organization_router.register("groups", DeploymentGroupViewSet, basename="deployment-group")
 organization_router.register("global-keys", GlobalKeyViewSet, basename="global-key")
 organization_router.register("executions", ExecutionViewSet, basename="execution")
 organization_router.register("audit-events", AuditEventViewSet, basename="audit-event")

@@ -43,7 +43,7 @@ def _caller(client: Any, variant: Variant) -> Callable[[], Any]:
 
 QUERY_KINDS = (
     ("key", ("keys_deploymentkey", "keys_globalapideploymentkey", "keys_retiredsecret", "rest_framework_api_key_apikey")),
-    ("scope", ("keys_globalkeydeployment",)),
+    ("scope", ("keys_globalkeydeployment", "keys_globalkeygroup", "deployments_groupdeployment")),
     ("deployment", ("deployments_deployment",)),
 )
 

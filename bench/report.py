@@ -119,6 +119,7 @@ def targets_lines(scales: list[tuple[dict, dict, dict | None]]) -> list[str]:
             ("global-all-warm", 0.90),
             ("global-scope-warm", 0.90),
             ("scoped-warm", 0.90),
+            ("group-warm", 0.90),
             ("dep-warm-limit", 0.75),
         ):
             # The verdict takes the throughput ratios only; the CPU ratio is there to cross-check the HTTP one.
@@ -128,10 +129,10 @@ def targets_lines(scales: list[tuple[dict, dict, dict | None]]) -> list[str]:
                 f"{_fmt(http[vid]['ratio'] if http else None, '.2f')} | {_fmt(http[vid]['cpu_ratio'] if http else None, '.2f')} | "
                 f"{verdict(min(measured) >= goal)} |"
             )
-        for vid, goal in (("dep-warm", 0), ("global-scope-warm", 0), ("scoped-warm", 0), ("junk", 0)):
+        for vid, goal in (("dep-warm", 0), ("global-scope-warm", 0), ("scoped-warm", 0), ("group-warm", 0), ("junk", 0)):
             q = inproc[vid]["queries"]
             lines.append(f"| `{vid}` {goal} queries | {scale} | {q:.2f} | | | {verdict(round(q) == goal)} |")
-        for vid in ("dep-cold", "global-scope-cold", "global-wide-cold"):
+        for vid in ("dep-cold", "global-scope-cold", "global-wide-cold", "group-cold"):
             q = inproc[vid]["queries"]
             lookups = inproc[vid]["query_kinds"].get("key", 0)
             lines.append(

@@ -23,7 +23,7 @@ from typing import Any
 from bench.in_process import profile_variant, run_inprocess
 from bench.over_http import Server, run_http
 from bench.report import environment_lines, scale_table, targets_lines
-from bench.seed import create_database, drop_database, seed
+from bench.seed import GROUPS, create_database, drop_database, seed
 from bench.variants import build_variants
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--http-rounds", type=int, default=os.environ.get("BENCH_HTTP_ROUNDS"))
     parser.add_argument("--http-seconds", type=float, default=os.environ.get("BENCH_HTTP_SECONDS"), help="per burst")
     parser.add_argument("--connections", type=int, default=int(os.environ.get("BENCH_CONNECTIONS", "4")))
+    parser.add_argument(
+        "--groups",
+        type=int,
+        default=int(os.environ.get("BENCH_GROUPS", GROUPS)),
+        help=f"groups bound to the group rows' key (env BENCH_GROUPS; default {GROUPS})",
+    )
     parser.add_argument("--no-http", action="store_true", default=os.environ.get("BENCH_HTTP", "1") == "0")
     parser.add_argument("--no-peer", action="store_true", default=os.environ.get("BENCH_PEER", "1") == "0")
     parser.add_argument("--profile", default=os.environ.get("BENCH_PROFILE"), help="a variant id to profile with cProfile")
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         profiles = []
         for keys_total, deployments_total in args.scale_list:
             print(f"seeding {keys_total:,} keys and {deployments_total:,} deployments ...", file=sys.stderr, flush=True)
-            fixtures = seed(keys_total, deployments_total, peer)
+            fixtures = seed(keys_total, deployments_total, peer, groups=args.groups)
             variants = build_variants(fixtures, peer)
             print(f"  seeded in {fixtures['seed_seconds']:.1f} s; in-process harness ...", file=sys.stderr, flush=True)
             inproc = run_inprocess(variants, args.rounds, args.requests)
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             report += [
                 f"## {keys_total:,} keys, {deployments_total:,} deployment{'s' if deployments_total != 1 else ''} in the organization",
                 "",
-                f"Seeded in {fixtures['seed_seconds']:.1f} s: {d_filler + 2:,} deployment keys and {g_filler + 2:,} global"
+                f"Seeded in {fixtures['seed_seconds']:.1f} s: {d_filler + 3:,} deployment keys and {g_filler + 4:,} global"
                 f" keys (random digests){', and as many djangorestframework-api-key keys' if peer else ''}.",
                 "",
                 *scale_table(variants, inproc, http),

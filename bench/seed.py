@@ -13,6 +13,8 @@ SCOPE_SIZE = 1_000
 # The `scoped` key's allowed networks: nine that the bench's client is not in, then the loopback
 # it connects from (in-process and over HTTP), so every request compares against all ten.
 ALLOWED_NETWORKS = [f"198.51.100.{16 * n}/28" for n in range(5)] + [f"2001:db8:{n}::/48" for n in range(4)] + ["127.0.0.0/8"]
+GROUPS = 10  # the group rows' key is bound to this many groups (BENCH_GROUPS)
+GROUP_SIZE = 1_000  # of at most this many deployments each
 
 
 def admin_connection() -> Any:
@@ -48,8 +50,35 @@ KEY_COMMON_COLUMNS = [
 ]  # fmt: skip
 
 
-def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
-    """Empty the app tables, then seed one organization, its deployments, the bench keys and filler keys."""
+def seed_groups(org: Any, deployments: list[Any], groups: int) -> list[Any]:
+    """`groups` groups of up to GROUP_SIZE deployments, dealt round the organization's deployments.
+
+    The bench's target deployment (the first) is dealt last, so it sits in the last group (and, when
+    the groups outnumber what the deployments fill, in every group that wraps round to it): a check
+    that tried the key's groups one by one would find it last.
+    """
+    from deployments.models import DeploymentGroup, GroupDeployment
+
+    size = min(GROUP_SIZE, max(1, len(deployments) // groups))
+    dealt = deployments[1:] + deployments[:1]
+    start = (len(dealt) - groups * size) % len(dealt)  # so that the last group ends on the target
+    made = DeploymentGroup.objects.bulk_create(
+        DeploymentGroup(organization=org, slug=f"group-{g:03d}", name=f"Group {g}") for g in range(groups)
+    )
+    GroupDeployment.objects.bulk_create(
+        (
+            GroupDeployment(group=group, deployment=dealt[(start + g * size + i) % len(dealt)])
+            for g, group in enumerate(made)
+            for i in range(size)
+        ),
+        batch_size=5000,
+        ignore_conflicts=True,  # with a single deployment, every group holds the same one
+    )
+    return made
+
+
+def seed(keys_total: int, deployments_total: int, peer: bool, groups: int = GROUPS) -> dict[str, Any]:
+    """Empty the app tables, then seed one organization, its deployments and groups, the bench keys and filler keys."""
     from django.apps import apps
     from django.db import connection
 
@@ -96,13 +125,17 @@ def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
     _, keys["global_wide"] = GlobalApiDeploymentKey.objects.issue(
         organization=org, name="bench-wide", deployments=deployments, rate_limit_per_minute=0
     )
+    bound = seed_groups(org, deployments, groups)
+    _, keys["group"] = GlobalApiDeploymentKey.objects.issue(
+        organization=org, name="bench-groups", groups=bound, rate_limit_per_minute=0
+    )
     # Well formed but for its checksum: refused before any query.
     valid = keys["dep"]
     keys["junk"] = valid[:-1] + ("0" if valid[-1] != "0" else "1")
     assert crypto.key_kind(keys["junk"]) is None
 
     phases["bench keys"] = time.perf_counter() - started - sum(phases.values())
-    filler = max(0, keys_total - 6)
+    filler = max(0, keys_total - 7)
     filler_deployment_keys = filler // 2
     filler_global_keys = filler - filler_deployment_keys
     salt = secrets.token_hex(8)
@@ -172,6 +205,8 @@ def seed(keys_total: int, deployments_total: int, peer: bool) -> dict[str, Any]:
         "deployment_slug": target.slug,
         "scope_size": len(scope),
         "networks": len(ALLOWED_NETWORKS),
+        "groups": len(bound),
+        "group_size": min(GROUP_SIZE, max(1, len(deployments) // groups)),
         "keys": keys,
         "keys_total": keys_total,
         "deployments_total": deployments_total,

@@ -32,6 +32,8 @@ VARIANT_IDS = [
     "dep-cold",
     "global-scope-cold",
     "global-wide-cold",
+    "group-warm",
+    "group-cold",
     "junk",
     "drf-api-key",
     "execute",
@@ -41,6 +43,7 @@ VARIANT_IDS = [
 def build_variants(fixtures: dict[str, Any], peer: bool) -> list[Variant]:
     org, dep = fixtures["org_slug"], fixtures["deployment_slug"]
     scoped, wide = fixtures["scope_size"], fixtures["deployments_total"]
+    grouped = f"global key bound to {fixtures['groups']:,} groups of {fixtures['group_size']:,} deployments"
     guarded = f"/bench/keyscope/{org}/{dep}/"
 
     def bearer(name: str) -> dict[str, str]:
@@ -78,6 +81,8 @@ def build_variants(fixtures: dict[str, Any], peer: bool) -> list[Variant]:
             headers=bearer("global_wide"),
             cold=True,
         ),
+        Variant("group-warm", f"{grouped}, warm, limit off", path=guarded, headers=bearer("group")),
+        Variant("group-cold", f"{grouped}, cache cold, limit off", path=guarded, headers=bearer("group"), cold=True),
         Variant("junk", "junk key (bad checksum), 401", path=guarded, headers=bearer("junk"), expected_status=401),
     ]
     if peer:

@@ -9,12 +9,16 @@ from django.db import models
 from deployments import encryption
 from deployments.signals import organization_changing
 from deployments.upstream import validate_upstream_headers, validate_upstream_url
+from lib.guards import guard_links
 from lib.managers import AtomicCreateManager
 from organizations.models import Organization
 
 SLUG_MAX_LENGTH = 100
 NAME_MAX_LENGTH = 200
 UPSTREAM_URL_MAX_LENGTH = 2000
+MOVED_WITH_GROUPS = "A deployment in a group cannot move to another organization: remove it from its groups first."
+FOREIGN_GROUP_DEPLOYMENT = "A group holds only deployments of its own organization."
+MOVED_GROUP_WITH_DEPLOYMENTS = "A group with deployments cannot move to another organization."
 MIN_TIMEOUT_SECONDS = 1
 MAX_TIMEOUT_SECONDS = 300
 
@@ -97,6 +101,8 @@ class Deployment(models.Model):
         stored = Deployment.objects.filter(pk=self.pk).values_list("organization_id", flat=True).first()
         if stored is None or stored == self.organization_id:
             return {}
+        if GroupDeployment.objects.filter(deployment_id=self.pk).exclude(group__organization_id=self.organization_id).exists():
+            return {"organization": MOVED_WITH_GROUPS}
         errors: dict[str, str] = {}
         for _receiver, answer in organization_changing.send(sender=Deployment, deployment=self):
             errors.update(answer)  # type: ignore[arg-type]  # each receiver answers a dict
@@ -161,3 +167,89 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment} {self.status} {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DeploymentGroup(models.Model):
+    """A named set of one organization's deployments. A global key bound to it opens what it holds now."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deployment_groups")
+    slug = models.SlugField(max_length=SLUG_MAX_LENGTH, help_text="Names the group in the API; fixed once created.")
+    name = models.CharField(max_length=NAME_MAX_LENGTH)
+    description = models.TextField(blank=True, default="")
+    deployments: "models.ManyToManyField[Deployment, GroupDeployment]" = models.ManyToManyField(
+        Deployment, through="GroupDeployment", related_name="groups", blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    modified_at = models.DateTimeField(auto_now=True)
+
+    # `deployment.groups.create(...)` stores nothing when the tenant guard refuses the link.
+    objects = AtomicCreateManager()
+
+    class Meta:
+        verbose_name = "deployment group"
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "slug"], name="deployment_group_slug_unique_per_organization"),
+        ]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug}/{self.slug}"
+
+    def membership_errors(self) -> dict[str, str]:
+        """What the stored memberships and links break of the tenant guard (a new group has none)."""
+        if self._state.adding or self.pk is None:
+            return {}
+        foreign = GroupDeployment.objects.filter(group_id=self.pk).exclude(deployment__organization_id=self.organization_id)
+        if foreign.exists():
+            return {"organization": MOVED_GROUP_WITH_DEPLOYMENTS}
+        stored = DeploymentGroup.objects.filter(pk=self.pk).values_list("organization_id", flat=True).first()
+        if stored is None or stored == self.organization_id:
+            return {}
+        # The keys bound to it answer: moving would bind them to another tenant's group.
+        errors: dict[str, str] = {}
+        for _receiver, answer in organization_changing.send(sender=DeploymentGroup, group=self):
+            errors.update(answer)  # type: ignore[arg-type]  # each receiver answers a dict
+        return errors
+
+    def clean(self) -> None:
+        super().clean()
+        if errors := self.membership_errors():
+            raise ValidationError(errors)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or {"organization", "organization_id"} & set(update_fields):
+            if errors := self.membership_errors():
+                raise ValidationError(errors)
+        super().save(*args, **kwargs)
+
+
+class GroupDeployment(models.Model):
+    """A deployment's place in a group of the same organization."""
+
+    group = models.ForeignKey(DeploymentGroup, on_delete=models.CASCADE, related_name="deployment_links")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="group_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group", "deployment"], name="group_deployment_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment} in group {self.group}"
+
+    def clean(self) -> None:
+        check_group_membership(self.group, [self.deployment])
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        check_group_membership(self.group, [self.deployment])
+        super().save(*args, **kwargs)
+
+
+def check_group_membership(group: DeploymentGroup, deployments: list[Deployment]) -> None:
+    """The tenant guard: a group holds only deployments of its own organization."""
+    if any(deployment.organization_id != group.organization_id for deployment in deployments):
+        raise ValidationError({"deployments": FOREIGN_GROUP_DEPLOYMENT})
+
+
+guard_links(GroupDeployment, owner=DeploymentGroup, target=Deployment, check=check_group_membership)

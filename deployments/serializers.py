@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from deployments.models import (
@@ -13,10 +14,21 @@ from deployments.models import (
     SLUG_MAX_LENGTH,
     UPSTREAM_URL_MAX_LENGTH,
     Deployment,
+    DeploymentGroup,
     Execution,
 )
-from deployments.services import SLUG_FIXED
-from lib.serializers import InputSerializer, StrictBooleanField, StrictCharField, StrictIntegerField
+from deployments.services import GROUP_SLUG_FIXED, SLUG_FIXED
+from lib.serializers import (
+    InputSerializer,
+    OrganizationSlugsField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+)
+
+# Unknown slugs and another organization's read alike (lib.serializers.OrganizationSlugsField).
+UNKNOWN_DEPLOYMENT = "No deployment with the slug “{slug}” exists in this organization."
+UNKNOWN_GROUP = "No group with the slug “{slug}” exists in this organization."
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
@@ -76,17 +88,56 @@ class DeploymentUpdateSerializer(InputSerializer):
         return SLUG_FIXED if field == "slug" else super().message_for_unknown(field)
 
 
-class DeploymentCreateSerializer(DeploymentUpdateSerializer):
-    slug = serializers.SlugField(
-        max_length=SLUG_MAX_LENGTH,
-        help_text="Letters, digits, hyphens and underscores; part of the URL, fixed once created.",
-    )
-
+class StrictSlugMixin(serializers.Serializer):
     def to_internal_value(self, data: object) -> object:
         # StrictCharField semantics for the slug too: SlugField would turn 12 into "12".
         if isinstance(data, dict) and "slug" in data and not isinstance(data["slug"], str):
             raise serializers.ValidationError({"slug": ["Not a valid string."]})
         return super().to_internal_value(data)
+
+
+class DeploymentCreateSerializer(StrictSlugMixin, DeploymentUpdateSerializer):
+    slug = serializers.SlugField(
+        max_length=SLUG_MAX_LENGTH,
+        help_text="Letters, digits, hyphens and underscores; part of the URL, fixed once created.",
+    )
+
+
+class DeploymentGroupSerializer(serializers.ModelSerializer):
+    deployments = serializers.SerializerMethodField(help_text="Slugs of the group's deployments, sorted.")
+
+    class Meta:
+        model = DeploymentGroup
+        fields = ["slug", "name", "description", "deployments", "created_at", "modified_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_deployments(self, group: DeploymentGroup) -> list[str]:
+        # .all() uses the viewset's prefetch; sorting in Python keeps it to one query per page.
+        return sorted(deployment.slug for deployment in group.deployments.all())
+
+
+class DeploymentGroupUpdateSerializer(InputSerializer):
+    """Shapes, and the slugs resolved within the organization; the service and the model hold the rules."""
+
+    name = StrictCharField(max_length=NAME_MAX_LENGTH)
+    description = StrictCharField(required=False, allow_blank=True)
+    deployments = OrganizationSlugsField(
+        model=Deployment,
+        not_found=UNKNOWN_DEPLOYMENT,
+        required=False,
+        help_text="Slugs of the organization's deployments the group holds: the whole list, replacing the stored one.",
+    )
+
+    def message_for_unknown(self, field: str) -> str:
+        return GROUP_SLUG_FIXED if field == "slug" else super().message_for_unknown(field)
+
+
+class DeploymentGroupCreateSerializer(StrictSlugMixin, DeploymentGroupUpdateSerializer):
+    slug = serializers.SlugField(
+        max_length=SLUG_MAX_LENGTH,
+        help_text="Letters, digits, hyphens and underscores; unique in the organization, fixed once created.",
+    )
 
 
 class ExecutionSerializer(serializers.ModelSerializer):

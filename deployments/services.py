@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from deployments import encryption
-from deployments.models import NAME_MAX_LENGTH, Deployment, Execution
+from deployments.models import NAME_MAX_LENGTH, Deployment, DeploymentGroup, Execution
 from deployments.runners import RunContext, get_runner
-from deployments.signals import deployment_deleting
+from deployments.signals import deployment_deleting, group_deleting, group_written
 from lib.users import Actor
 from lib.validation import clean_name
 from organizations.models import Organization
@@ -48,12 +49,24 @@ def _check_upstream(deployment: Deployment, changed: set[str]) -> None:
         raise ValidationError(errors)
 
 
-def _slug_taken(deployment: Deployment) -> bool:
+def _slug_taken(row: Deployment | DeploymentGroup) -> bool:
     return (
-        Deployment.objects.filter(organization_id=deployment.organization_id, slug=deployment.slug)
-        .exclude(pk=deployment.pk)
+        type(row)._default_manager.filter(organization_id=row.organization_id, slug=row.slug)
+        .exclude(pk=row.pk)
         .exists()
     )
+
+
+def _insert(row: Deployment | DeploymentGroup, slug_taken: str) -> None:
+    """Insert a row whose slug is unique in its organization; a taken slug, seen or lost in a race, is a field error."""
+    if _slug_taken(row):
+        raise ValidationError({"slug": slug_taken})
+    try:
+        with transaction.atomic():
+            row.save(force_insert=True)
+    except IntegrityError as exc:
+        # Lost a race with a concurrent create of the same slug.
+        raise ValidationError({"slug": slug_taken}) from exc
 
 
 @transaction.atomic
@@ -84,14 +97,7 @@ def deployment_create(
     )
     _check_upstream(deployment, set(UPSTREAM_FIELDS) if check_upstream_url else set())
     _set_upstream_headers(deployment, upstream_headers)
-    if _slug_taken(deployment):
-        raise ValidationError({"slug": SLUG_TAKEN})
-    try:
-        with transaction.atomic():
-            deployment.save(force_insert=True)
-    except IntegrityError as exc:
-        # Lost a race with a concurrent create of the same slug.
-        raise ValidationError({"slug": SLUG_TAKEN}) from exc
+    _insert(deployment, SLUG_TAKEN)
     return deployment
 
 
@@ -123,8 +129,12 @@ def deployment_delete(*, deployment: Deployment, actor: Actor, ip_address: str |
 
     The keys app answers `deployment_deleting`: the deployment's keys are deleted
     (each audited `deleted`) and global keys that listed it lose it (audited `changed`).
+    Each group that held it loses it too (audited `changed`).
     """
     deployment_deleting.send(sender=Deployment, deployment=deployment, actor=actor, ip_address=ip_address)
+    for group in DeploymentGroup.objects.filter(deployments=deployment).distinct():
+        remaining = list(group.deployments.exclude(pk=deployment.pk))
+        group_update(group=group, actor=actor, ip_address=ip_address, deployments=remaining)
     deployment.delete()  # executions and scope links cascade
 
 
@@ -186,3 +196,83 @@ def execution_run(
         execution.error_detail = outcome.detail
     execution.save(force_insert=True)
     return execution
+
+
+# Groups -------------------------------------------------------------------------------
+
+GROUP_UPDATABLE_FIELDS = frozenset({"name", "description", "deployments"})
+GROUP_SLUG_TAKEN = "A group with this slug already exists in this organization."
+GROUP_SLUG_FIXED = "The slug is fixed once the group is created."
+
+
+def _member_slugs(group: DeploymentGroup) -> list[str]:
+    return sorted(group.deployments.values_list("slug", flat=True))
+
+
+def _group_written(
+    group: DeploymentGroup, action: str, actor: Actor, ip_address: str | None, changes: dict[str, tuple[Any, Any]]
+) -> None:
+    group_written.send(sender=DeploymentGroup, group=group, action=action, actor=actor, ip_address=ip_address, changes=changes)
+
+
+@transaction.atomic
+def group_create(
+    *,
+    organization: Organization,
+    slug: str,
+    name: str,
+    description: str = "",
+    deployments: Iterable[Deployment] = (),
+    actor: Actor,
+    ip_address: str | None = None,
+) -> DeploymentGroup:
+    """Create a group of the organization's deployments (audited `created`)."""
+    group = DeploymentGroup(
+        organization=organization,
+        slug=slug,
+        name=clean_name(name, max_length=NAME_MAX_LENGTH),
+        description=description,
+    )
+    group.clean_fields(exclude={field.name for field in DeploymentGroup._meta.concrete_fields} - {"slug"})
+    _insert(group, GROUP_SLUG_TAKEN)
+    group.deployments.set(list(deployments))  # the tenant guard refuses another organization's
+    changes = {"name": (None, group.name), "description": (None, group.description), "deployments": (None, _member_slugs(group))}
+    _group_written(group, "created", actor, ip_address, changes)
+    return group
+
+
+@transaction.atomic
+def group_update(*, group: DeploymentGroup, actor: Actor, ip_address: str | None = None, **changes: Any) -> DeploymentGroup:
+    """Change `name`, `description` or `deployments` (the whole list); audited `changed` when anything did."""
+    if "slug" in changes:
+        raise ValidationError({"slug": GROUP_SLUG_FIXED})
+    unknown = set(changes) - GROUP_UPDATABLE_FIELDS
+    if unknown:
+        raise ValidationError({field: "This field cannot be changed." for field in sorted(unknown)})
+    locked = DeploymentGroup.objects.select_for_update().get(pk=group.pk)
+    before = {"name": locked.name, "description": locked.description, "deployments": _member_slugs(locked)}
+    if "name" in changes:
+        locked.name = clean_name(changes["name"], max_length=NAME_MAX_LENGTH)
+    if "description" in changes:
+        locked.description = changes["description"]
+    locked.save()
+    if "deployments" in changes:
+        locked.deployments.set(list(changes["deployments"]))
+    after = {"name": locked.name, "description": locked.description, "deployments": _member_slugs(locked)}
+    diff = {field: (old, after[field]) for field, old in before.items() if old != after[field]}
+    if diff:
+        _group_written(locked, "changed", actor, ip_address, diff)
+    return locked
+
+
+@transaction.atomic
+def group_delete(*, group: DeploymentGroup, actor: Actor, ip_address: str | None = None) -> None:
+    """Delete a group (audited `deleted`), after the keys bound to it have lost it.
+
+    The keys app answers `group_deleting`: each global key bound to the group loses
+    it (audited `changed`); a key left with an empty scope opens nothing.
+    """
+    group_deleting.send(sender=DeploymentGroup, group=group, actor=actor, ip_address=ip_address)
+    changes = {"name": (group.name, None), "deployments": (_member_slugs(group), None)}
+    _group_written(group, "deleted", actor, ip_address, changes)
+    group.delete()  # its memberships cascade

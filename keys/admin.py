@@ -12,13 +12,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Model, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -27,10 +29,20 @@ from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from deployments.admin import DeploymentAdmin
-from deployments.models import Deployment
+from deployments.models import Deployment, DeploymentGroup
 from keys import crypto, usage
 from keys.forms import DeploymentKeyForm, GlobalKeyForm, RotateForm, RotateImportedForm
-from keys.models import ApiKey, AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyQuerySet, KeyStatus
+from keys.models import (
+    ApiKey,
+    AuditEvent,
+    DeploymentKey,
+    GlobalApiDeploymentKey,
+    GlobalKeyDeployment,
+    GlobalKeyGroup,
+    KeyFormat,
+    KeyQuerySet,
+    KeyStatus,
+)
 from keys.policy import POLICY_FIELDS, key_policy_update
 from keys.services import (
     KeyRevokedError,
@@ -50,6 +62,8 @@ from lib.net import client_ip
 from organizations.admin import OrganizationAdmin, OrganizationScopedAdmin
 from organizations.models import Organization
 
+# How many of the deployments a key opens its page lists by name.
+OPENED_SHOWN = 100
 # Where save_model leaves a new key for response_add: this request's memory only.
 _ISSUED = "_keyscope_issued_keys"
 COMMON_FIELDS = ["name", "description", "is_active", "expires_at", "rate_limit_per_minute", "scopes", "allowed_ips"]
@@ -100,16 +114,37 @@ class GlobalScopeFilter(admin.SimpleListFilter):
     parameter_name = "scope"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("all", "All deployments"), ("selected", "Selected deployments"), ("none", "No deployments")]
+        return [
+            ("all", "All deployments"),
+            ("selected", "Selected deployments or groups"),
+            ("groups", "Bound to a group"),
+            ("none", "Nothing selected"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        selected = Q(deployment_count__gt=0) | Q(group_count__gt=0)
         if self.value() == "all":
             return queryset.filter(allow_all_deployments=True)
         if self.value() == "selected":
-            return queryset.filter(allow_all_deployments=False, deployment_count__gt=0)
+            return queryset.filter(selected, allow_all_deployments=False)
+        if self.value() == "groups":
+            return queryset.filter(group_count__gt=0)
         if self.value() == "none":
-            return queryset.filter(allow_all_deployments=False, deployment_count=0)
+            return queryset.filter(allow_all_deployments=False).exclude(selected)
         return queryset
+
+
+def _link_count(through: type[Model]) -> Coalesce:
+    """How many rows of a global key's link table name it: a subquery, so two counts do not multiply."""
+    counted = through._default_manager.filter(key=OuterRef("pk")).order_by().values("key").annotate(n=Count("pk"))
+    return Coalesce(Subquery(counted.values("n")), 0)
+
+
+def first_names(names: Iterable[str], total: int, shown: int = 3) -> str:
+    """The first `shown` names, then "and N more" for the rest of `total`."""
+    first = list(names)[:shown]
+    more = total - len(first)
+    return ", ".join(first) + (f" and {more} more" if more > 0 else "")
 
 
 def _plural(count: int, word: str) -> str:
@@ -531,48 +566,88 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
     list_display = ["name", "organization", "key_masked", "scope", "status", "expires_at", "last_used_at"]
     list_filter = [StatusFilter, ("organization", admin.RelatedOnlyFieldListFilter), GlobalScopeFilter, "format"]
     list_select_related = ["organization"]
+    readonly_fields = [*KeyAdmin.readonly_fields, "opened_deployments"]
     add_fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),
-        ("Scope", {"fields": ["scope", "deployments"]}),
+        ("Scope", {"fields": ["scope", "deployments", "groups"]}),
         *ADD_FIELDSETS,
     ]
     change_fieldsets = [
         (None, {"fields": ["organization", "name", "description"]}),
-        ("Scope", {"fields": ["scope", "deployments"]}),
+        ("Scope", {"fields": ["scope", "deployments", "groups", "opened_deployments"]}),
         *CHANGE_FIELDSETS,
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(deployment_count=Count("deployments", distinct=True))
+        # The scope column names the first three groups and deployments: three of each are read per page.
+        first = [
+            Prefetch("groups", DeploymentGroup.objects.order_by("name", "pk")[:3], to_attr="first_groups"),
+            Prefetch("deployments", Deployment.objects.order_by("name", "pk")[:3], to_attr="first_deployments"),
+        ]
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(deployment_count=_link_count(GlobalKeyDeployment), group_count=_link_count(GlobalKeyGroup))
+            .prefetch_related(*first)
+        )
 
     @admin.display(description="scope", ordering="deployment_count")
     def scope(self, key: GlobalApiDeploymentKey) -> str:
+        """"All deployments", or the names of its groups and deployments: the first three, then "and N more"."""
         if key.allow_all_deployments:
             return "All deployments"
-        count = getattr(key, "deployment_count", None)
-        if count is None:
-            count = key.deployments.count()
-        return _plural(count, "deployment")
+        if hasattr(key, "first_groups"):  # read through get_queryset()
+            groups, deployments = key.first_groups, key.first_deployments  # type: ignore[attr-defined]
+            total = key.group_count + key.deployment_count  # type: ignore[attr-defined]  # annotated there too
+        else:
+            groups, deployments = key.groups.order_by("name", "pk")[:3], key.deployments.order_by("name", "pk")[:3]
+            total = key.groups.count() + key.deployments.count()
+        names = [f"{group.name} (group)" for group in groups] + [deployment.name for deployment in deployments]
+        return first_names(names, total) if total else "No deployments"
+
+    @admin.display(description="opens now")
+    def opened_deployments(self, key: GlobalApiDeploymentKey) -> str:
+        """Every deployment the key opens at this moment, with where it comes from (its list, or which groups)."""
+        if key.pk is None:
+            return "-"
+        if key.allow_all_deployments:
+            return "All deployments of the organization, current and future."
+        listed = set(key.deployments.values_list("pk", flat=True))
+        opened = key.opened_deployments().order_by("name", "pk").prefetch_related(
+            Prefetch("groups", DeploymentGroup.objects.filter(global_key_links__key=key).order_by("name"), to_attr="via")
+        )
+        total = opened.count()
+        if not total:
+            return "Nothing: the key lists no deployment and its groups hold none."
+        rows = [
+            (
+                reverse("admin:deployments_deployment_change", args=[deployment.pk]),
+                deployment.name,
+                deployment.slug,
+                ", ".join((["listed"] if deployment.pk in listed else []) + [f"via {group.name}" for group in deployment.via]),
+            )
+            for deployment in opened[:OPENED_SHOWN]
+        ]
+        more = format_html("<li>and {} more</li>", total - OPENED_SHOWN) if total > OPENED_SHOWN else ""
+        return format_html(
+            '<p>{}</p><ul class="key-opens">{}{}</ul>',
+            _plural(total, "deployment"),
+            format_html_join("", '<li><a href="{}">{}</a> <code>{}</code> ({})</li>', rows),
+            more,
+        )
 
     def get_form(self, request: HttpRequest, obj: GlobalApiDeploymentKey | None = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
-        if "deployments" in form.base_fields:
-            # The picker offers the key's organization's deployments; on the add
-            # page, those of the organizations the user administers.
-            if obj is not None:
-                choices = Deployment.objects.filter(organization_id=obj.organization_id)
-            else:
-                scoped = self.choices_for(Deployment, request)
-                # None means "no restriction" (a superuser); an empty queryset must stay empty.
-                choices = Deployment.objects.all() if scoped is None else scoped
-            form.base_fields["deployments"].queryset = choices.select_related("organization").order_by(
-                "organization__slug", "slug"
-            )
+        # The pickers offer the key's organization's deployments and groups; on the add
+        # page, those of the organizations the user administers.
+        for picker, model in (("deployments", Deployment), ("groups", DeploymentGroup)):
+            if picker in form.base_fields:
+                form.base_fields[picker].queryset = self.picker_choices(model, request, obj)
         return form
 
     def changes(self, form: GlobalKeyForm) -> dict[str, Any]:
         changes = super().changes(form)
-        if "scope" in form.changed_data or "deployments" in form.changed_data:
+        if {"scope", "deployments", "groups"} & set(form.changed_data):
             changes.update(form.scope_for_service())
         return changes
 
@@ -635,7 +710,8 @@ class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
     list_display = ["created_at", "action", "key_link", "key_kind", "organization", "actor_label", "ip_address"]
     list_filter = ["action", "key_kind", ("organization", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organization"]
-    search_fields = ["key_name", "actor_username"]
+    search_fields = ["key_name", "group", "actor_username"]
+    search_help_text = "A key's name, a group's slug, or who acted."
     date_hierarchy = "created_at"
     fields = readonly_fields = (
         "created_at",
@@ -644,13 +720,17 @@ class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
         "key_kind",
         "key_id",
         "key_name",
+        "group",
         "actor_label",
         "ip_address",
         "changes_display",
     )
 
-    @admin.display(description="key", ordering="key_name")
+    @admin.display(description="key or group", ordering="key_name")
     def key_link(self, event: AuditEvent) -> str:
+        if event.group:
+            url = reverse("admin:keys_auditevent_changelist") + "?" + urlencode({"group": event.group})
+            return format_html('<a href="{}" title="Events of this group">group {}</a>', url, event.group)
         if event.key_id is None:
             return "(the organization's key policy)"
         return format_html('<a href="{}" title="Events of this key">{}</a>', audit_events_url(event.key_id), event.key_name)

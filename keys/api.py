@@ -220,7 +220,7 @@ class DeploymentKeyViewSet(KeyViewSet):
 
 @key_schema(GlobalKeySerializer, IssuedGlobalKeySerializer, GlobalKeyInputSerializer, "global key")
 class GlobalKeyViewSet(KeyViewSet):
-    """Keys that open all of the organization's deployments, or a list of them: `global-keys/`."""
+    """Keys that open all of the organization's deployments, or a list of them and their groups': `global-keys/`."""
 
     schema_tags = ["global keys"]
     serializer_class = GlobalKeySerializer
@@ -234,7 +234,7 @@ class GlobalKeyViewSet(KeyViewSet):
         return (
             GlobalApiDeploymentKey.objects.filter(organization=self.organization)
             .select_related("created_by")
-            .prefetch_related("deployments")
+            .prefetch_related("deployments", "groups")
             .with_previous_key_expiry()
         )
 
@@ -275,13 +275,14 @@ class OrganizationPolicyViewSet(OrganizationViewSet):
         summary="List audit events",
         parameters=[
             OpenApiParameter("key_id", uuid.UUID, description="Only events of this key (UUID)."),
+            OpenApiParameter("group", str, description="Only events of this deployment group (slug)."),
             OpenApiParameter("action", str, enum=AuditEvent.Action.values, description="Only events of this action."),
             OpenApiParameter("since", datetime, description="Only events at or after this time (ISO 8601)."),
         ],
     )
 )
 class AuditEventViewSet(OrganizationViewSet):
-    """The organization's key audit trail, newest first. Read-only: events cannot be edited or deleted."""
+    """The organization's audit trail of keys and deployment groups, newest first. Read-only: events cannot be edited or deleted."""
 
     schema_tags = ["audit events"]
     serializer_class = AuditEventSerializer
@@ -297,6 +298,8 @@ class AuditEventViewSet(OrganizationViewSet):
         queryset = self.get_queryset()
         if "key_id" in filters:
             queryset = queryset.filter(key_id=filters["key_id"])
+        if "group" in filters:
+            queryset = queryset.filter(group=filters["group"])
         if "action" in filters:
             queryset = queryset.filter(action=filters["action"])
         if "since" in filters:

@@ -1,8 +1,9 @@
-"""Writing audit events. Only keys/services.py and keys/policy.py call this."""
+"""Writing audit events: keys/services.py and keys/policy.py call this, and keys/signals.py for deployment groups."""
 
 from datetime import UTC, datetime
 from typing import Any
 
+from deployments.models import DeploymentGroup
 from keys.models import ApiKey, AuditEvent, DeploymentKey
 from lib.users import Actor, authenticated_user
 from organizations.models import Organization
@@ -69,4 +70,23 @@ def audit_policy_record(
         ip_address=ip_address,
         changes=changes,
         organization_id=organization.pk,
+    )
+
+
+def audit_group_record(
+    *,
+    group: DeploymentGroup,
+    action: str,
+    actor: Actor,
+    ip_address: str | None = None,
+    changes: dict[str, tuple[Any, Any]] | None = None,
+) -> AuditEvent:
+    """A deployment group's event: `group` set, the key fields null."""
+    return _create(
+        action=action,
+        actor=actor,
+        ip_address=ip_address,
+        changes=changes,
+        organization_id=group.organization_id,
+        group=group.slug,
     )

@@ -5,31 +5,22 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django import forms
-from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.core.exceptions import ValidationError
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
 
-from deployments.models import Deployment
+from deployments.models import Deployment, DeploymentGroup
 from keys import scopes
 from keys.allowed_ips import MAX_ENTRIES, clean_allowed_ips_lines
-from keys.models import FOREIGN_DEPLOYMENT, DeploymentKey, GlobalApiDeploymentKey
+from keys.models import FOREIGN_DEPLOYMENT, FOREIGN_GROUP, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import MAX_GRACE_PERIOD_SECONDS, scope_input_errors
+from lib.admin import outside_organization, picker_field
 from organizations.models import Organization
 
 SCOPE_SELECTED = "selected"
 SCOPE_ALL = "all"
 SCOPE_CHOICES = [
-    (SCOPE_SELECTED, "Only the selected deployments"),
+    (SCOPE_SELECTED, "Only the selected deployments and the deployments of the selected groups"),
     (SCOPE_ALL, "All deployments of the organization, current and future"),
 ]
-
-
-class DeploymentPicker(FilteredSelectMultiple):
-    """filter_horizontal's widget, wrapped as the admin wraps it, so its label stays on the left."""
-
-    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
-        return format_html('<div class="related-widget-wrapper">{}</div>', super().render(name, value, attrs, renderer))
 
 
 class AllowedIpsField(forms.CharField):
@@ -88,21 +79,23 @@ class DeploymentKeyForm(KeyForm):
 
 
 class GlobalKeyForm(KeyForm):
-    """`scope` stands for `allow_all_deployments`; `deployments` is the picker.
+    """`scope` stands for `allow_all_deployments`; `deployments` and `groups` are pickers.
 
-    The picker's choices are set by the admin: the key's organization's
-    deployments, or on the add page those of the organizations the user
-    administers. A deployment outside them is "not one of the available
+    The pickers' choices are set by the admin: the key's organization's
+    deployments and groups, or on the add page those of the organizations the
+    user administers. A choice outside them is "not one of the available
     choices"; one of another administered organization than the key's is
     caught here.
     """
 
     scope = forms.ChoiceField(choices=SCOPE_CHOICES, widget=forms.RadioSelect, initial=SCOPE_SELECTED)
-    deployments = forms.ModelMultipleChoiceField(
-        queryset=Deployment.objects.none(),
-        required=False,
-        widget=DeploymentPicker("deployments", is_stacked=False),
-        help_text="The deployments this key opens, when it does not open all of them.",
+    deployments = picker_field(
+        Deployment, "deployments", "The deployments this key opens, when it does not open all of them."
+    )
+    groups = picker_field(
+        DeploymentGroup,
+        "groups",
+        "The key also opens every deployment these groups hold, including ones added to them later.",
     )
 
     class Meta:
@@ -117,6 +110,7 @@ class GlobalKeyForm(KeyForm):
         if self.instance.pk is not None:
             self.initial["scope"] = SCOPE_ALL if self.instance.allow_all_deployments else SCOPE_SELECTED
             self.initial["deployments"] = list(self.instance.deployments.all())
+            self.initial["groups"] = list(self.instance.groups.all())
 
     @property
     def allow_all_deployments(self) -> bool:
@@ -125,24 +119,25 @@ class GlobalKeyForm(KeyForm):
     def scope_for_service(self) -> dict[str, Any]:
         """The scope as the key service takes it: a key that opens everything lists nothing."""
         allow_all = self.allow_all_deployments
-        return {"allow_all_deployments": allow_all, "deployments": [] if allow_all else list(self.cleaned_data["deployments"])}
+        return {
+            "allow_all_deployments": allow_all,
+            "deployments": [] if allow_all else list(self.cleaned_data["deployments"]),
+            "groups": [] if allow_all else list(self.cleaned_data["groups"]),
+        }
 
     def clean(self) -> dict[str, Any]:
         super().clean()
         cleaned_data = self.cleaned_data
-        if "scope" not in cleaned_data or "deployments" not in cleaned_data:
+        if not {"scope", "deployments", "groups"} <= set(cleaned_data):
             return cleaned_data
-        deployments = list(cleaned_data["deployments"])
-        errors = scope_input_errors(allow_all_deployments=self.allow_all_deployments, deployments=deployments)
+        deployments, groups = list(cleaned_data["deployments"]), list(cleaned_data["groups"])
+        errors = scope_input_errors(allow_all_deployments=self.allow_all_deployments, deployments=deployments, groups=groups)
         for field, message in errors.items():
             self.add_error(field, message)
-        if "organization" in self.fields:
-            organization = cleaned_data.get("organization")
-            organization_id = organization.pk if organization is not None else None
-        else:
-            organization_id = self.instance.organization_id
-        if organization_id is not None and any(d.organization_id != organization_id for d in deployments):
+        if outside_organization(self, deployments):
             self.add_error("deployments", FOREIGN_DEPLOYMENT)
+        if outside_organization(self, groups):
+            self.add_error("groups", FOREIGN_GROUP)
         return cleaned_data
 
 

@@ -23,10 +23,10 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.db import connection, models
 
-from deployments.models import Deployment
+from deployments.models import Deployment, GroupDeployment
 from keys import crypto
 from keys.allowed_ips import CompiledNetwork, compile_networks
-from keys.models import MODEL_BY_KIND, GlobalKeyDeployment, RetiredSecret
+from keys.models import MODEL_BY_KIND, GlobalKeyDeployment, GlobalKeyGroup, RetiredSecret
 from organizations.models import Organization
 
 
@@ -116,7 +116,7 @@ _COMMON_FIELDS = (
     "scopes", "allowed_ips",
 )  # fmt: skip
 # What the lookup reads of the deployment a request names (table alias t), beside the key;
-# then whether a global key's list links it.
+# then whether a global key's list or one of its groups holds it.
 _TARGET_COLUMNS = (
     Column("target_id", Deployment, "id", "t"),
     Column("target_is_active", Deployment, "is_active", "t"),
@@ -131,7 +131,8 @@ class KeyLookupQuery:
 
     Given the slug of the deployment a request names, the same query also fetches
     that deployment of the key's organization and whether a selected-scope global
-    key links it, so a cold request makes one query instead of three. What it
+    key opens it (through its list or a group), so a cold request makes one query
+    instead of three. What it
     learns of the deployment is only cached, and acted on after the key has passed.
     """
 
@@ -178,10 +179,16 @@ class KeyLookupQuery:
             joins += f" LEFT JOIN {deployments} t ON t.{qn('organization_id')} = o.{qn('id')} AND t.{qn('slug')} = %s"
             select += "".join(f", {column.sql(qn)}" for column in _TARGET_COLUMNS)
             if kind == "global":
+                # In scope: on the key's own list, or in one of its groups now (keys.models.deployments_in_scope).
                 links = qn(GlobalKeyDeployment._meta.db_table)
+                key_groups = qn(GlobalKeyGroup._meta.db_table)
+                members = qn(GroupDeployment._meta.db_table)
                 select += (
-                    f", (SELECT 1 FROM {links} g WHERE g.{qn('key_id')} = k.{qn('id')}"
+                    f", CASE WHEN EXISTS (SELECT 1 FROM {links} g WHERE g.{qn('key_id')} = k.{qn('id')}"
                     f" AND g.{qn('deployment_id')} = t.{qn('id')})"
+                    f" OR EXISTS (SELECT 1 FROM {members} gd JOIN {key_groups} kg ON kg.{qn('group_id')} = gd.{qn('group_id')}"
+                    f" WHERE kg.{qn('key_id')} = k.{qn('id')} AND gd.{qn('deployment_id')} = t.{qn('id')})"
+                    " THEN 1 END"
                 )
             else:
                 select += ", CAST(NULL AS integer)"

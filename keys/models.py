@@ -17,19 +17,20 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import OuterRef, Q, Subquery
 from django.db.models.functions import Lower
-from django.db.models.signals import m2m_changed
-from django.dispatch import receiver
 from django.utils import timezone
 
-from deployments.models import Deployment
+from deployments.models import Deployment, DeploymentGroup, GroupDeployment
 from keys import crypto
 from keys.allowed_ips import validate_allowed_ips
 from keys.scopes import default_scopes, validate_scopes
+from lib.guards import guard_links
 from lib.managers import AtomicCreateManager
 from organizations.models import Organization
 
 ALLOW_ALL_WITH_LIST = "allow_all_deployments=true cannot be combined with a list of deployments."
+ALLOW_ALL_WITH_GROUPS = "allow_all_deployments=true cannot be combined with groups."
 FOREIGN_DEPLOYMENT = "Deployments must belong to the key's organization."
+FOREIGN_GROUP = "Groups must belong to the key's organization."
 
 
 def unset_digest() -> str:
@@ -213,6 +214,10 @@ class GlobalApiDeploymentKey(ApiKey):
     deployments: models.ManyToManyField[Deployment, GlobalKeyDeployment] = models.ManyToManyField(
         Deployment, through="GlobalKeyDeployment", related_name="global_keys", blank=True
     )
+    # The key opens every deployment its groups hold now, beside its own list.
+    groups: models.ManyToManyField[DeploymentGroup, GlobalKeyGroup] = models.ManyToManyField(
+        DeploymentGroup, through="GlobalKeyGroup", related_name="global_keys", blank=True
+    )
 
     class Meta(ApiKey.Meta):
         verbose_name = "global API deployment key"
@@ -225,11 +230,22 @@ class GlobalApiDeploymentKey(ApiKey):
         if self._state.adding:
             return {}
         links = GlobalKeyDeployment.objects.filter(key_id=self.pk)
+        group_links = GlobalKeyGroup.objects.filter(key_id=self.pk)
         if self.allow_all_deployments and links.exists():
             return {"allow_all_deployments": ALLOW_ALL_WITH_LIST}
+        if self.allow_all_deployments and group_links.exists():
+            return {"allow_all_deployments": ALLOW_ALL_WITH_GROUPS}
         if links.exclude(deployment__organization_id=self.organization_id).exists():
             return {"deployments": FOREIGN_DEPLOYMENT}
+        if group_links.exclude(group__organization_id=self.organization_id).exists():
+            return {"groups": FOREIGN_GROUP}
         return {}
+
+    def opened_deployments(self) -> models.QuerySet[Deployment]:
+        """Every deployment the key opens now: all of its organization's, or its list's and its groups'."""
+        if self.allow_all_deployments:
+            return Deployment.objects.filter(organization_id=self.organization_id)
+        return deployments_in_scope(self.pk, self.organization_id)
 
     def clean(self) -> None:
         super().clean()
@@ -275,8 +291,53 @@ def check_scope_link(key: GlobalApiDeploymentKey, deployments: list[Deployment])
         raise ValidationError({"deployments": FOREIGN_DEPLOYMENT})
 
 
+class GlobalKeyGroup(models.Model):
+    """The binding of a global key to one deployment group of the same organization."""
+
+    key = models.ForeignKey(GlobalApiDeploymentKey, on_delete=models.CASCADE, related_name="group_links")
+    group = models.ForeignKey(DeploymentGroup, on_delete=models.CASCADE, related_name="global_key_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "group"], name="global_key_group_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} follows group {self.group}"
+
+    def clean(self) -> None:
+        check_group_link(self.key, [self.group])
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        check_group_link(self.key, [self.group])
+        super().save(*args, **kwargs)
+
+
+def check_group_link(key: GlobalApiDeploymentKey, groups: list[DeploymentGroup]) -> None:
+    """The tenant guard: a global key is bound only to groups of its own organization."""
+    if key.allow_all_deployments:
+        raise ValidationError({"groups": ALLOW_ALL_WITH_GROUPS})
+    if any(group.organization_id != key.organization_id for group in groups):
+        raise ValidationError({"groups": FOREIGN_GROUP})
+
+
+def deployments_in_scope(key_id: Any, organization_id: int) -> models.QuerySet[Deployment]:
+    """The deployments a selected-scope global key opens: its own list and what its groups hold now.
+
+    Two EXISTS per deployment of the organization, each an index probe, so asking
+    about one deployment (`.filter(pk=...)`) costs the same however large the
+    key's list or its groups. keys/lookup.py asks the same in its hand-written
+    SQL, for the cold check's one query.
+    """
+    listed = GlobalKeyDeployment.objects.filter(key_id=key_id, deployment_id=models.OuterRef("pk"))
+    groups = GlobalKeyGroup.objects.filter(key_id=key_id).values("group_id")
+    grouped = GroupDeployment.objects.filter(deployment_id=models.OuterRef("pk"), group_id__in=groups)
+    return Deployment.objects.filter(organization_id=organization_id).filter(models.Exists(listed) | models.Exists(grouped))
+
+
 MOVED_WITH_DEPLOYMENT_KEYS = "A deployment with keys cannot move to another organization: its keys would move with it."
 MOVED_WITH_GLOBAL_KEYS = "A deployment linked to global keys cannot move to another organization."
+MOVED_GROUP_WITH_GLOBAL_KEYS = "A group bound to global keys cannot move to another organization."
 
 
 def deployment_move_errors(deployment: Deployment) -> dict[str, str]:
@@ -297,16 +358,15 @@ def deployment_move_errors(deployment: Deployment) -> dict[str, str]:
     return {}
 
 
-@receiver(m2m_changed, sender=GlobalKeyDeployment)
-def guard_scope_links(sender: type, instance: Any, action: str, reverse: bool, pk_set: set | None, **kwargs: Any) -> None:
-    """`key.deployments.add()/set()` and `deployment.global_keys.add()` bypass the through model's save()."""
-    if action != "pre_add" or not pk_set:
-        return
-    if reverse:
-        for key in GlobalApiDeploymentKey.objects.filter(pk__in=pk_set):
-            check_scope_link(key, [instance])
-    else:
-        check_scope_link(instance, list(Deployment.objects.filter(pk__in=pk_set)))
+def group_move_errors(group: DeploymentGroup) -> dict[str, str]:
+    """The tenant guard from the group's side, for a group that is changing organization: its keys' links would cross it."""
+    if GlobalKeyGroup.objects.filter(group_id=group.pk).exclude(key__organization_id=group.organization_id).exists():
+        return {"organization": MOVED_GROUP_WITH_GLOBAL_KEYS}
+    return {}
+
+
+guard_links(GlobalKeyDeployment, owner=GlobalApiDeploymentKey, target=Deployment, check=check_scope_link)
+guard_links(GlobalKeyGroup, owner=GlobalApiDeploymentKey, target=DeploymentGroup, check=check_group_link)
 
 
 class RetiredSecret(models.Model):
@@ -338,7 +398,7 @@ class AuditEventQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """An append-only record of one change to a key. Outlives the key and its deployment."""
+    """An append-only record of one change to a key or a deployment group. Outlives the key, its deployment and the group."""
 
     class Action(models.TextChoices):
         CREATED = "created"
@@ -351,13 +411,17 @@ class AuditEvent(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="audit_events")
-    # Null, not "", on an event that is not about a key (a change of the organization's key policy):
-    # the API shows the key fields as null there.
+    # Null, not "", where they do not apply: the key fields on an event that is not about a key (a change
+    # of the organization's key policy, a deployment group's), the group on every other event. The API
+    # shows them as null there.
     key_kind = models.CharField(  # noqa: DJ001
         max_length=16, choices=[("deployment", "deployment"), ("global", "global")], null=True, blank=True
     )
     key_id = models.UUIDField(db_index=True, null=True, blank=True)
     key_name = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
+    group = models.CharField(  # noqa: DJ001
+        max_length=100, null=True, blank=True, db_index=True, help_text="The deployment group's slug, for a group's event."
+    )
     action = models.CharField(max_length=16, choices=Action.choices)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -374,7 +438,8 @@ class AuditEvent(models.Model):
         indexes = [models.Index(fields=["organization", "-created_at"], name="audit_organization_newest")]
 
     def __str__(self) -> str:
-        return f"{self.key_name or 'key policy'} {self.action} by {self.actor_username or 'system'}"
+        subject = f"group {self.group}" if self.group else self.key_name or "key policy"
+        return f"{subject} {self.action} by {self.actor_username or 'system'}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:

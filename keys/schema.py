@@ -85,7 +85,14 @@ class KeyIntrospectionSerializer(serializers.Serializer):
     organization = serializers.CharField(help_text="The organization's slug.")
     key_masked = serializers.CharField()
     allow_all_deployments = serializers.BooleanField()
-    deployments = serializers.ListField(child=serializers.CharField(), help_text="Slugs, sorted.")
+    deployments = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Slugs, sorted, of every deployment the key opens now, through its list or its groups; "
+        "[] for an allow-all key.",
+    )
+    groups = serializers.ListField(
+        child=serializers.CharField(), help_text="Slugs of the groups the key is bound to, sorted; [] for deployment keys."
+    )
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_SCOPES), help_text="Sorted.")
     allowed_ips = serializers.ListField(
         child=serializers.CharField(), help_text="Canonical networks the key may be used from; [] allows any address."

@@ -13,7 +13,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from deployments.models import Deployment, Execution
+from deployments.models import Deployment, DeploymentGroup, Execution
+from deployments.serializers import UNKNOWN_DEPLOYMENT, UNKNOWN_GROUP
 from keys.allowed_ips import MAX_ENTRIES, clean_allowed_ips
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey, KeyFormat, KeyStatus
 from keys.scopes import ALL_SCOPES, clean_scopes
@@ -21,6 +22,7 @@ from keys.services import MAX_GRACE_PERIOD_SECONDS, NAME_MAX_LENGTH, scope_input
 from lib.serializers import (
     MAX_POSITIVE_INTEGER,
     InputSerializer,
+    OrganizationSlugsField,
     StrictBooleanField,
     StrictCharField,
     StrictIntegerField,
@@ -28,7 +30,6 @@ from lib.serializers import (
 from organizations.models import POLICY_DAYS_MAX, POLICY_DAYS_MIN, Organization
 
 KEY_FORMAT_HELP = "`keyscope` (a `ksd_`/`ksg_` key), or `uuid` for a key imported from Unstract until it is rotated."
-UNKNOWN_DEPLOYMENT = "No deployment with the slug “{slug}” exists in this organization."
 
 KEY_FIELDS = [
     "id",
@@ -120,17 +121,24 @@ class DeploymentKeySerializer(KeySerializer):
 
 
 class GlobalKeySerializer(KeySerializer):
-    deployments = serializers.SerializerMethodField(help_text="Slugs of the deployments the key opens, sorted.")
+    deployments = serializers.SerializerMethodField(
+        help_text="Slugs of the deployments on the key's own list, sorted (not what its groups add)."
+    )
+    groups = serializers.SerializerMethodField(help_text="Slugs of the deployment groups the key is bound to, sorted.")
 
     class Meta:
         model = GlobalApiDeploymentKey
-        fields = [*KEY_FIELDS, "allow_all_deployments", "deployments"]
+        fields = [*KEY_FIELDS, "allow_all_deployments", "deployments", "groups"]
         read_only_fields = fields
 
+    # .all() uses the viewset's prefetch; sorting in Python keeps it to one query per page.
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_deployments(self, key: GlobalApiDeploymentKey) -> list[str]:
-        # .all() uses the viewset's prefetch; sorting in Python keeps it to one query per page.
         return sorted(deployment.slug for deployment in key.deployments.all())
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_groups(self, key: GlobalApiDeploymentKey) -> list[str]:
+        return sorted(group.slug for group in key.groups.all())
 
 
 class IssuedKeyMixin(serializers.Serializer):
@@ -158,7 +166,14 @@ class IssuedGlobalKeySerializer(IssuedKeyMixin, GlobalKeySerializer):
 class AuditEventSerializer(serializers.ModelSerializer):
     organization: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     # The same choice set as Execution.key_kind, so the schema has one KeyKind enum.
-    key_kind = serializers.ChoiceField(choices=Execution.KeyKind.choices, read_only=True)
+    key_kind = serializers.ChoiceField(
+        choices=Execution.KeyKind.choices, read_only=True, allow_null=True, help_text="Null for a group's event."
+    )
+    key_id = serializers.UUIDField(read_only=True, allow_null=True, help_text="Null for a group's event.")
+    key_name = serializers.CharField(read_only=True, allow_null=True, help_text="Null for a group's event.")
+    group = serializers.CharField(
+        read_only=True, allow_null=True, help_text="The deployment group's slug, for a group's event; null for a key's."
+    )
     actor = serializers.SerializerMethodField(help_text="The username of who acted; null for the system.")
     changes = serializers.JSONField(read_only=True, help_text="Field → [old, new]. Never holds a secret.")
 
@@ -170,6 +185,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "key_kind",
             "key_id",
             "key_name",
+            "group",
             "action",
             "actor",
             "created_at",
@@ -226,36 +242,34 @@ class GlobalKeyInputSerializer(KeyInputSerializer):
     allow_all_deployments = StrictBooleanField(
         required=False, help_text="Open every deployment of the organization, current and future. Default false."
     )
-    deployments = serializers.ListField(
-        child=StrictCharField(max_length=100),
+    deployments = OrganizationSlugsField(
+        model=Deployment,
+        not_found=UNKNOWN_DEPLOYMENT,
         required=False,
         help_text="Slugs of the deployments the key opens. Not with allow_all_deployments=true.",
     )
-
-    def validate_deployments(self, slugs: list[str]) -> list[Deployment]:
-        slugs = list(dict.fromkeys(slugs))
-        found = {
-            deployment.slug: deployment
-            for deployment in Deployment.objects.filter(organization=self.context["organization"], slug__in=slugs)
-        }
-        # Another organization's slug is looked up in this organization only, so it reads as unknown.
-        missing = [slug for slug in slugs if slug not in found]
-        if missing:
-            raise serializers.ValidationError([UNKNOWN_DEPLOYMENT.format(slug=slug) for slug in missing])
-        return [found[slug] for slug in slugs]
+    groups = OrganizationSlugsField(
+        model=DeploymentGroup,
+        not_found=UNKNOWN_GROUP,
+        required=False,
+        help_text="Slugs of the deployment groups whose deployments the key opens, as they join and leave. "
+        "Not with allow_all_deployments=true.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         key: GlobalApiDeploymentKey | None = self.instance
-        if key is not None and not {"allow_all_deployments", "deployments"} & set(attrs):
+        if key is not None and not {"allow_all_deployments", "deployments", "groups"} & set(attrs):
             return attrs  # a PATCH that leaves the scope alone (even an emptied one) is not judged on it
         allow_all = attrs.get("allow_all_deployments", key.allow_all_deployments if key else False)
-        if "deployments" in attrs:
-            deployments = attrs["deployments"]
-        elif allow_all or key is None:
-            deployments = []  # a key that ends up opening everything drops its list
-        else:
-            deployments = list(key.deployments.all())
-        if errors := scope_input_errors(allow_all_deployments=allow_all, deployments=deployments):
+        lists = {}
+        for field in ("deployments", "groups"):
+            if field in attrs:
+                lists[field] = attrs[field]
+            elif allow_all or key is None:
+                lists[field] = []  # a key that ends up opening everything drops its lists
+            else:
+                lists[field] = list(getattr(key, field).all())
+        if errors := scope_input_errors(allow_all_deployments=allow_all, **lists):
             raise serializers.ValidationError(errors)
         return attrs
 
@@ -333,5 +347,6 @@ class KeyFilterSerializer(serializers.Serializer):
 
 class AuditEventFilterSerializer(serializers.Serializer):
     key_id = serializers.UUIDField(required=False)
+    group = serializers.CharField(required=False, max_length=100, help_text="A deployment group's slug.")
     action = serializers.ChoiceField(choices=AuditEvent.Action.choices, required=False)
     since = serializers.DateTimeField(required=False, help_text="Only events at or after this time (ISO 8601).")

@@ -16,11 +16,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from deployments.models import Deployment
+from deployments.models import Deployment, DeploymentGroup
 from keys import crypto
 from keys.allowed_ips import clean_allowed_ips
 from keys.audit import audit_record, audit_value, key_organization_id
 from keys.models import (
+    ALLOW_ALL_WITH_GROUPS,
     ALLOW_ALL_WITH_LIST,
     ISSUERS,
     ApiKey,
@@ -42,6 +43,7 @@ K = TypeVar("K", bound=ApiKey)
 
 MAX_GRACE_PERIOD_SECONDS = 7 * 24 * 3600
 NAME_MAX_LENGTH = 100
+DEPLOYMENT_LISTS = frozenset({"deployments", "groups"})
 UPDATABLE_FIELDS = frozenset(
     {
         "name",
@@ -52,7 +54,7 @@ UPDATABLE_FIELDS = frozenset(
         "scopes",
         "allowed_ips",
         "allow_all_deployments",
-        "deployments",
+        *DEPLOYMENT_LISTS,
     }
 )
 # What a key may do, besides where: each field's input rule (keys/scopes.py, keys/allowed_ips.py).
@@ -61,7 +63,7 @@ NAME_TAKEN = {
     "deployment": "A key with this name already exists for this deployment.",
     "global": "A global key with this name already exists in this organization.",
 }
-EMPTY_SCOPE = "A global key must have allow_all_deployments=true or at least one deployment."
+EMPTY_SCOPE = "A global key must have allow_all_deployments=true, at least one deployment or at least one group."
 
 
 class KeyRevokedError(Conflict):
@@ -94,14 +96,23 @@ def _restriction(field: str, value: Any) -> Any:
         raise ValidationError({field: exc.messages}) from None
 
 
-def scope_input_errors(*, allow_all_deployments: bool, deployments: Iterable[Deployment] | None) -> dict[str, str]:
-    """The rules for a global key's scope as entered: allow-all or a list, not both and not neither (API, admin, command)."""
-    deployments = list(deployments or [])
+def scope_input_errors(
+    *,
+    allow_all_deployments: bool,
+    deployments: Iterable[Deployment] | None,
+    groups: Iterable[DeploymentGroup] | None = None,
+) -> dict[str, str]:
+    """The rules for a global key's scope as entered: allow-all, or a list and groups; not both and not neither
+    (API, admin, command)."""
+    deployments, groups = list(deployments or []), list(groups or [])
+    errors = {}
     if allow_all_deployments and deployments:
-        return {"deployments": ALLOW_ALL_WITH_LIST}
-    if not allow_all_deployments and not deployments:
-        return {"deployments": EMPTY_SCOPE}
-    return {}
+        errors["deployments"] = ALLOW_ALL_WITH_LIST
+    if allow_all_deployments and groups:
+        errors["groups"] = ALLOW_ALL_WITH_GROUPS
+    if not allow_all_deployments and not deployments and not groups:
+        errors["deployments"] = EMPTY_SCOPE
+    return errors
 
 
 def _name_taken(key: ApiKey) -> bool:
@@ -134,20 +145,38 @@ def _scope_slugs(key: ApiKey) -> list[str]:
     return [key.deployment.slug]  # type: ignore[attr-defined]
 
 
-def _issue(key: K, *, actor: Actor, ip_address: str | None, deployments: list[Deployment] | None = None) -> tuple[K, str]:
+def _group_slugs(key: GlobalApiDeploymentKey) -> list[str]:
+    return sorted(key.groups.values_list("slug", flat=True))
+
+
+def _issue(
+    key: K,
+    *,
+    actor: Actor,
+    ip_address: str | None,
+    deployments: list[Deployment] | None = None,
+    groups: list[DeploymentGroup] | None = None,
+) -> tuple[K, str]:
     """Give a new row a fresh keyscope secret and store it as _create does; return it with its full key.
 
     A new key is held to its organization's `max_key_lifetime_days` (an imported one keeps the expiry it had).
     """
     key.expires_at = _expiry(key, key.expires_at, new=True)
     full_key, secret = crypto.new_secret(key.KIND)
-    return _create(key, secret=secret, actor=actor, ip_address=ip_address, deployments=deployments), full_key
+    return _create(key, secret=secret, actor=actor, ip_address=ip_address, deployments=deployments, groups=groups), full_key
 
 
 def _create(
-    key: K, *, secret: crypto.Secret, actor: Actor, ip_address: str | None, deployments: list[Deployment] | None = None
+    key: K,
+    *,
+    secret: crypto.Secret,
+    actor: Actor,
+    ip_address: str | None,
+    deployments: list[Deployment] | None = None,
+    groups: list[DeploymentGroup] | None = None,
 ) -> K:
-    """Save a new row with what is stored of its secret (and a global key's deployments), audited as `created`.
+    """Save a new row with what is stored of its secret (and a global key's deployments and groups), audited as
+    `created`.
 
     New and imported keys alike; nothing here sets an expiry, so an imported key keeps the none it had.
     """
@@ -169,7 +198,10 @@ def _create(
     if isinstance(key, GlobalApiDeploymentKey):
         if deployments:
             _set_scope(key, deployments)
+        if groups:
+            key.groups.set(groups)
         changes["allow_all_deployments"] = (None, key.allow_all_deployments)
+        changes["groups"] = (None, _group_slugs(key))
     changes["deployments"] = (None, _scope_slugs(key))
     changes["format"] = (None, key.format)
     audit_record(key=key, action=AuditEvent.Action.CREATED, actor=actor, ip_address=ip_address, changes=changes)
@@ -211,6 +243,7 @@ def global_key_issue(
     name: str,
     allow_all_deployments: bool = False,
     deployments: Iterable[Deployment] = (),
+    groups: Iterable[DeploymentGroup] = (),
     description: str = "",
     is_active: bool = True,
     expires_at: datetime | None = None,
@@ -220,7 +253,8 @@ def global_key_issue(
     actor: Actor = None,
     ip_address: str | None = None,
 ) -> tuple[GlobalApiDeploymentKey, str]:
-    """Create a key that opens all of an organization's deployments, or the ones listed; return it with its full key."""
+    """Create a key that opens all of an organization's deployments, or the ones listed and those of its groups;
+    return it with its full key."""
     key = GlobalApiDeploymentKey(
         organization=organization,
         name=name,
@@ -232,7 +266,7 @@ def global_key_issue(
         scopes=default_scopes() if scopes is None else _as_list(scopes),
         allowed_ips=_as_list(allowed_ips),
     )
-    return _issue(key, actor=actor, ip_address=ip_address, deployments=list(deployments))
+    return _issue(key, actor=actor, ip_address=ip_address, deployments=list(deployments), groups=list(groups))
 
 
 @transaction.atomic
@@ -287,9 +321,11 @@ def key_update(*, key: K, actor: Actor, ip_address: str | None = None, **changes
     if locked.is_revoked and changes.get("is_active") is True:
         raise KeyRevokedError("This key has been revoked; it cannot be activated again.")
 
-    before: dict[str, Any] = {field: getattr(locked, field) for field in UPDATABLE_FIELDS - {"deployments"} if hasattr(locked, field)}
+    before: dict[str, Any] = {field: getattr(locked, field) for field in UPDATABLE_FIELDS - DEPLOYMENT_LISTS if hasattr(locked, field)}
     before_scope = _scope_slugs(locked)
+    before_groups = _group_slugs(locked) if isinstance(locked, GlobalApiDeploymentKey) else None
     new_deployments = changes.pop("deployments", None)
+    new_groups = changes.pop("groups", None)
 
     if "name" in changes:
         changes["name"] = clean_name(changes["name"], max_length=NAME_MAX_LENGTH)
@@ -301,17 +337,23 @@ def key_update(*, key: K, actor: Actor, ip_address: str | None = None, **changes
         if field == "allow_all_deployments" and not isinstance(locked, GlobalApiDeploymentKey):
             raise ValidationError({field: "Only global keys have this field."})
         setattr(locked, field, value)
-    if new_deployments is not None and not isinstance(locked, GlobalApiDeploymentKey):
-        raise ValidationError({"deployments": "Only global keys have this field."})
+    for field, value in (("deployments", new_deployments), ("groups", new_groups)):
+        if value is not None and not isinstance(locked, GlobalApiDeploymentKey):
+            raise ValidationError({field: "Only global keys have this field."})
 
     if isinstance(locked, GlobalApiDeploymentKey):
         if locked.allow_all_deployments:
-            if new_deployments:
-                raise ValidationError({"deployments": ALLOW_ALL_WITH_LIST})
-            # A key that ends up opening everything keeps no list.
+            errors = scope_input_errors(allow_all_deployments=True, deployments=new_deployments, groups=new_groups)
+            if errors:
+                raise ValidationError(errors)
+            # A key that ends up opening everything keeps no lists.
             locked.deployments.clear()
-        elif new_deployments is not None:
-            _set_scope(locked, new_deployments)
+            locked.groups.clear()
+        else:
+            if new_deployments is not None:
+                _set_scope(locked, new_deployments)
+            if new_groups is not None:
+                locked.groups.set(list(new_groups))
     locked.modified_by = authenticated_user(actor)
     _save(locked)
 
@@ -323,6 +365,8 @@ def key_update(*, key: K, actor: Actor, ip_address: str | None = None, **changes
     after_scope = _scope_slugs(locked)
     if after_scope != before_scope:
         diff["deployments"] = (before_scope, after_scope)
+    if isinstance(locked, GlobalApiDeploymentKey) and (after_groups := _group_slugs(locked)) != before_groups:
+        diff["groups"] = (before_groups, after_groups)
     active_change = diff.pop("is_active", None)
     if active_change is not None:
         action = AuditEvent.Action.ACTIVATED if locked.is_active else AuditEvent.Action.DEACTIVATED
@@ -472,6 +516,17 @@ def keys_deactivate_unused(*, dry_run: bool = False, now: datetime | None = None
     if dry_run:
         return found
     return [key_deactivate(key=key, actor=None) for key in found]
+
+
+@transaction.atomic
+def group_keys_remove(*, group: DeploymentGroup, actor: Actor, ip_address: str | None = None) -> None:
+    """Before a group is deleted: the global keys bound to it lose it, each audited `changed`.
+
+    A key left with neither a list nor a group opens nothing; it is not deleted.
+    """
+    for global_key in GlobalApiDeploymentKey.objects.filter(groups=group).distinct():
+        remaining = list(global_key.groups.exclude(pk=group.pk))
+        key_update(key=global_key, actor=actor, ip_address=ip_address, groups=remaining)
 
 
 # The managers' issue() calls these: keys/models.py cannot import this module back.

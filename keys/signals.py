@@ -6,6 +6,12 @@ usage bookkeeping use queryset updates and so flush nothing.
 
 A deployment that keys depend on does not move to another organization, and
 deleting a deployment deletes its keys first, audited (deployments/signals.py).
+Likewise for deployment groups: a group bound to keys does not move, deleting
+one takes it out of its keys' scopes first (each audited), and the group
+services' audit events are recorded here, where the audit trail lives.
+
+A group's membership is not copied onto its keys: the lookup joins through it,
+so adding a deployment to a group changes no key row, only flushes the cache.
 """
 
 from typing import Any
@@ -13,20 +19,34 @@ from typing import Any
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
-from deployments.models import Deployment
-from deployments.signals import deployment_deleting, organization_changing
+from deployments.models import Deployment, DeploymentGroup, GroupDeployment
+from deployments.signals import deployment_deleting, group_deleting, group_written, organization_changing
+from keys.audit import audit_group_record
 from keys.models import (
     DeploymentKey,
     GlobalApiDeploymentKey,
     GlobalKeyDeployment,
+    GlobalKeyGroup,
     RetiredSecret,
     deployment_move_errors,
+    group_move_errors,
 )
-from keys.services import deployment_keys_remove
+from keys.services import deployment_keys_remove, group_keys_remove
 from keys.verification_cache import flush
 from organizations.models import Organization
 
-WATCHED = (Organization, Deployment, DeploymentKey, GlobalApiDeploymentKey, GlobalKeyDeployment, RetiredSecret)
+WATCHED = (
+    Organization,
+    Deployment,
+    DeploymentGroup,
+    GroupDeployment,
+    DeploymentKey,
+    GlobalApiDeploymentKey,
+    GlobalKeyDeployment,
+    GlobalKeyGroup,
+    RetiredSecret,
+)
+SCOPE_LINKS = (GlobalKeyDeployment, GlobalKeyGroup, GroupDeployment)
 
 
 def _flush_now_and_on_commit(**kwargs: Any) -> None:
@@ -44,10 +64,28 @@ def _remove_keys_of_deployment(sender: type, deployment: Deployment, actor: Any,
     deployment_keys_remove(deployment=deployment, actor=actor, ip_address=ip_address)
 
 
+def _group_move_errors(sender: type, group: DeploymentGroup, **kwargs: Any) -> dict[str, str]:
+    return group_move_errors(group)
+
+
+def _remove_group_from_keys(sender: type, group: DeploymentGroup, actor: Any, ip_address: str | None, **kwargs: Any) -> None:
+    group_keys_remove(group=group, actor=actor, ip_address=ip_address)
+
+
+def _audit_group(
+    sender: type, group: DeploymentGroup, action: str, actor: Any, ip_address: str | None, changes: dict, **kwargs: Any
+) -> None:
+    audit_group_record(group=group, action=action, actor=actor, ip_address=ip_address, changes=changes)
+
+
 def connect() -> None:
     organization_changing.connect(_deployment_move_errors, sender=Deployment, dispatch_uid="keyscope-guard-deployment-move")
     deployment_deleting.connect(_remove_keys_of_deployment, sender=Deployment, dispatch_uid="keyscope-deployment-keys")
+    organization_changing.connect(_group_move_errors, sender=DeploymentGroup, dispatch_uid="keyscope-guard-group-move")
+    group_deleting.connect(_remove_group_from_keys, sender=DeploymentGroup, dispatch_uid="keyscope-group-keys")
+    group_written.connect(_audit_group, sender=DeploymentGroup, dispatch_uid="keyscope-group-audit")
     for model in WATCHED:
         post_save.connect(_flush_now_and_on_commit, sender=model, dispatch_uid=f"keyscope-flush-save-{model.__name__}")
         post_delete.connect(_flush_now_and_on_commit, sender=model, dispatch_uid=f"keyscope-flush-del-{model.__name__}")
-    m2m_changed.connect(_flush_now_and_on_commit, sender=GlobalKeyDeployment, dispatch_uid="keyscope-flush-m2m")
+    for link in SCOPE_LINKS:
+        m2m_changed.connect(_flush_now_and_on_commit, sender=link, dispatch_uid=f"keyscope-flush-m2m-{link.__name__}")

@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.utils import timezone
 
-from deployments.models import Deployment
+from deployments.models import Deployment, DeploymentGroup
 from keys import crypto
 from keys.lookup import DeploymentRef, VerifiedKey, lookup_for
-from keys.models import MODEL_BY_KIND, GlobalKeyDeployment
+from keys.models import MODEL_BY_KIND, deployments_in_scope
 from keys.verification_cache import MISSING, local_cache
 
 LAST_USED_RESOLUTION_SECONDS = 60
@@ -31,7 +31,7 @@ class Target:
 
     slug: str
     deployment: DeploymentRef | None  # None: the key's organization has no deployment of that slug
-    in_scope: bool | None  # whether a global key's list holds it; None for other keys
+    in_scope: bool | None  # whether a global key's list or groups hold it; None for other keys
 
 
 def verify(
@@ -115,7 +115,8 @@ def can_execute(
     """Whether the key's scope holds this deployment (`known`: what the key lookup read of it).
 
     A selected-scope key costs one indexed EXISTS per (key, deployment) pair at most,
-    cached per pair, so the check stays flat however many deployments the key lists.
+    cached per pair, so the check stays flat however many deployments the key lists
+    or its groups hold.
     """
     if deployment_organization_id != key.organization_id:
         return False
@@ -130,26 +131,35 @@ def can_execute(
     if entry is not MISSING:
         return entry
     generation = local_cache.generation
-    allowed = GlobalKeyDeployment.objects.filter(key_id=key.id, deployment_id=deployment_id).exists()  # type: ignore[misc]  # a UUID as text
+    allowed = deployments_in_scope(key.id, key.organization_id).filter(pk=deployment_id).exists()
     local_cache.set(cache_key, allowed, generation)
     return allowed
 
 
-def scope_slugs(key: VerifiedKey) -> list[str]:
-    """The slugs a key opens, sorted (`[]` for an allow-all key), cached per worker like keys."""
+def scope_slugs(key: VerifiedKey) -> tuple[list[str], list[str]]:
+    """The slugs of the deployments a key opens now and of its groups, each sorted, cached per worker like keys.
+
+    Both are `[]` for an allow-all key; a deployment key opens its one deployment and has no groups.
+    """
     if key.kind == "global" and key.allow_all_deployments:
-        return []
+        return [], []
     cache_key = ("scope-slugs", key.id)
     entry = local_cache.get(cache_key)
     if entry is not MISSING:
-        return list(entry)
+        return list(entry[0]), list(entry[1])
     generation = local_cache.generation
+    groups: list[str] = []
     if key.kind == "deployment":
         slugs = list(Deployment.objects.filter(pk=key.deployment_id).values_list("slug", flat=True))  # type: ignore[misc]  # set for deployment keys
     else:
-        slugs = sorted(GlobalKeyDeployment.objects.filter(key_id=key.id).values_list("deployment__slug", flat=True))  # type: ignore[misc]
-    local_cache.set(cache_key, tuple(slugs), generation)
-    return slugs
+        # Both lists in one query: what the key opens, and the groups it is bound to.
+        opened = deployments_in_scope(key.id, key.organization_id).annotate(is_group=Value(False)).values_list("is_group", "slug")
+        bound = DeploymentGroup.objects.filter(global_key_links__key_id=key.id).annotate(is_group=Value(True))  # type: ignore[misc]  # a UUID as text
+        rows = list(opened.union(bound.values_list("is_group", "slug"), all=True))
+        slugs = sorted(slug for is_group, slug in rows if not is_group)
+        groups = sorted(slug for is_group, slug in rows if is_group)
+    local_cache.set(cache_key, (tuple(slugs), tuple(groups)), generation)
+    return slugs, groups
 
 
 _last_touched: dict[str, datetime] = {}

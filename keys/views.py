@@ -167,6 +167,7 @@ class ExecutionDetailView(ClientAPIView):
 class KeyIntrospectionView(ClientAPIView):
     def get(self, request: Request) -> Response:
         key = key_auth(request).key
+        deployments, groups = scope_slugs(key)
         return Response(
             {
                 "id": key.id,
@@ -175,7 +176,8 @@ class KeyIntrospectionView(ClientAPIView):
                 "organization": key.organization_slug,
                 "key_masked": key.key_masked,
                 "allow_all_deployments": key.allow_all_deployments,
-                "deployments": scope_slugs(key),
+                "deployments": deployments,
+                "groups": groups,
                 "scopes": sorted(key.scopes),
                 "allowed_ips": list(key.allowed_ips),
                 "format": key.format,

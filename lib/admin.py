@@ -6,9 +6,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.core.exceptions import ValidationError
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 _SERVICE_ERRORS = "_keyscope_service_errors"
 
@@ -71,3 +74,28 @@ class ReadOnlyAdminMixin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+
+class Picker(FilteredSelectMultiple):
+    """filter_horizontal's widget, wrapped as the admin wraps it, so its label stays on the left."""
+
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
+        return format_html('<div class="related-widget-wrapper">{}</div>', super().render(name, value, attrs, renderer))
+
+
+def picker_field(model: type[Model], label: str, help_text: str) -> forms.ModelMultipleChoiceField:
+    """A many-to-many picker of `model` rows; the admin sets its choices (OrganizationScopedAdmin.picker_choices)."""
+    return forms.ModelMultipleChoiceField(
+        queryset=model._default_manager.none(), required=False, widget=Picker(label, is_stacked=False), help_text=help_text
+    )
+
+
+def outside_organization(form: forms.ModelForm, rows: list[Any]) -> bool:
+    """Whether any of the picked rows belongs to another organization than the form's row: the one
+    chosen on the add page, or the saved row's once its organization is fixed."""
+    if "organization" in form.fields:
+        organization = form.cleaned_data.get("organization")
+        organization_id = organization.pk if organization is not None else None
+    else:
+        organization_id = form.instance.organization_id
+    return organization_id is not None and any(row.organization_id != organization_id for row in rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Model, SlugField
 from rest_framework import serializers
 
 # PostgreSQL's integer column; larger values would be a DataError (500), not a 400.
@@ -37,6 +38,31 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class OrganizationSlugsField(serializers.ListField):
+    """A list of slugs of `model` rows of the organization in the serializer's context; validates to the rows.
+
+    Repeats are dropped, the order kept. Another organization's slug is looked up
+    in this organization only, so it reads as unknown: the same message either way.
+    """
+
+    def __init__(self, *, model: type[Model], not_found: str, **kwargs: Any) -> None:
+        slug = model._meta.get_field("slug")
+        assert isinstance(slug, SlugField) and slug.max_length is not None
+        kwargs.setdefault("child", StrictCharField(max_length=slug.max_length))
+        super().__init__(**kwargs)
+        self.model = model
+        self.not_found = not_found
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        slugs = list(dict.fromkeys(super().to_internal_value(data)))
+        rows = self.model._default_manager.filter(organization=self.context["organization"], slug__in=slugs)
+        found = {row.slug: row for row in rows}  # type: ignore[attr-defined]  # the model has a slug
+        missing = [slug for slug in slugs if slug not in found]
+        if missing:
+            raise serializers.ValidationError([self.not_found.format(slug=slug) for slug in missing])
+        return [found[slug] for slug in slugs]
 
 
 class InputSerializer(serializers.Serializer):

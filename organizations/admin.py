@@ -129,6 +129,17 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         # Refused lookups answer 400 whatever their value, so the answer says nothing of a secret.
         return not reaches_secret(self.model, lookup) and super().lookup_allowed(lookup, value, request)
 
+    def picker_choices(self, model: type[Model], request: HttpRequest, obj: Model | None) -> QuerySet:
+        """What a many-to-many picker offers: `model` rows of the object's organization, or on the add
+        page, before an organization is chosen, those of the organizations the user administers."""
+        if obj is not None:
+            choices = model._default_manager.filter(organization_id=self.organization_id_of(obj))
+        else:
+            scoped = self.choices_for(model, request)
+            # None means "no restriction" (a superuser); an empty queryset must stay empty.
+            choices = model._default_manager.all() if scoped is None else scoped
+        return choices.select_related("organization").order_by("organization__slug", "slug")
+
     # Permissions -----------------------------------------------------------------
 
     def _allowed(self, request: HttpRequest, obj: Any, *, admin_only: bool) -> bool:

@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet
 from django.test import override_settings
 from rest_framework.test import APIClient
 
+from deployments.services import group_create
 from deployments.tests.factories import DeploymentFactory
 from keys.tests.factories import issue_deployment_key, issue_global_key
 from keys.tests.helpers import basic
@@ -34,6 +35,24 @@ def deployment_a3(org_a):
 @pytest.fixture
 def deployment_b1(org_b):
     return DeploymentFactory(organization=org_b, slug="b-one", name="B one")
+
+
+@pytest.fixture
+def group_a(org_a, deployment_a1):
+    """org A's deployment group "production", holding a-one."""
+    return group_create(organization=org_a, slug="production", name="Production", deployments=[deployment_a1], actor=None)
+
+
+@pytest.fixture
+def group_b(org_b, deployment_b1):
+    """org B's own group "production", holding b-one."""
+    return group_create(organization=org_b, slug="production", name="B production", deployments=[deployment_b1], actor=None)
+
+
+@pytest.fixture
+def grouped_key_a(org_a, group_a, deployment_a2, deployment_a3):
+    """A global key of org A bound to the group "production" (a-one) and nothing else; a-two and a-three exist."""
+    return issue_global_key(org_a, name="production key", groups=[group_a])
 
 
 @pytest.fixture

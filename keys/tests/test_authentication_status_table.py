@@ -267,14 +267,14 @@ def test_the_key_is_checked_before_the_deployment_is_looked_up(client, deploymen
     assert_error(execute(client, "nowhere", "does-not-exist", full_key), 401, "key_revoked")
 
 
-@pytest.mark.parametrize("key_fixture", ["deployment_key_a1", "global_all_key_a", "global_selected_key_a"])
+@pytest.mark.parametrize("key_fixture", ["deployment_key_a1", "global_all_key_a", "global_selected_key_a", "grouped_key_a"])
 def test_a_deployment_that_does_not_exist_is_not_found(client, request, key_fixture):
     _, full_key = request.getfixturevalue(key_fixture)
     assert_error(execute(client, "org-a", "does-not-exist", full_key), 404, "not_found")
     assert_error(execute(client, "no-such-org", "a-one", full_key), 404, "not_found")
 
 
-@pytest.mark.parametrize("key_fixture", ["deployment_key_a1", "global_all_key_a", "global_selected_key_a"])
+@pytest.mark.parametrize("key_fixture", ["deployment_key_a1", "global_all_key_a", "global_selected_key_a", "grouped_key_a"])
 def test_another_organizations_deployment_is_not_found_while_the_key_works_at_home(
     client, request, key_fixture, deployment_a1, deployment_b1
 ):
@@ -320,7 +320,7 @@ def test_an_allow_all_key_opens_deployments_created_after_it(client, global_all_
     assert execute(client, "org-a", "brand-new", full_key).status_code == 200
 
 
-@pytest.mark.parametrize("key_fixture", ["deployment_key_a1", "global_all_key_a", "global_selected_key_a"])
+@pytest.mark.parametrize("key_fixture", ["deployment_key_a1", "global_all_key_a", "global_selected_key_a", "grouped_key_a"])
 def test_an_inactive_deployment_is_deployment_inactive(client, request, key_fixture, deployment_a1):
     _, full_key = request.getfixturevalue(key_fixture)
     deployment_a1.is_active = False
@@ -345,7 +345,7 @@ def test_key_states_come_before_the_deployment(client, deployment_a1, deployment
         assert_error(execute(client, org, slug, full_key), 401, "key_inactive")
 
 
-@pytest.mark.parametrize("key_fixture", ["deployment_key_a1", "global_all_key_a", "global_selected_key_a"])
+@pytest.mark.parametrize("key_fixture", ["deployment_key_a1", "global_all_key_a", "global_selected_key_a", "grouped_key_a"])
 def test_a_valid_key_executes(client, request, key_fixture, deployment_a1):
     row, full_key = request.getfixturevalue(key_fixture)
     response = execute(client, "org-a", "a-one", full_key, body={"x": 1})

@@ -10,8 +10,8 @@ from keys.services import key_update
 from keys.tests.helpers import assert_error, bearer
 
 FIELDS = {
-    "id", "name", "kind", "organization", "key_masked", "allow_all_deployments", "deployments", "scopes", "allowed_ips",
-    "format", "expires_at",
+    "id", "name", "kind", "organization", "key_masked", "allow_all_deployments", "deployments", "groups", "scopes",
+    "allowed_ips", "format", "expires_at",
 }  # fmt: skip
 
 
@@ -29,6 +29,7 @@ def test_a_deployment_key_describes_itself(client, deployment_key_a1, path):
         "key_masked": f"ksd_\u2026{full_key[-4:]}",
         "allow_all_deployments": False,
         "deployments": ["a-one"],
+        "groups": [],
         "scopes": ["deployments:execute", "executions:read"],
         "allowed_ips": [],
         "format": "keyscope",
@@ -46,6 +47,7 @@ def test_an_allow_all_key_lists_no_deployments(client, global_all_key_a, deploym
     assert body["key_masked"] == f"ksg_\u2026{full_key[-4:]}"
     assert body["allow_all_deployments"] is True
     assert body["deployments"] == []
+    assert body["groups"] == []
 
 
 def test_a_selected_key_lists_its_deployments_sorted(client, global_selected_key_a):
@@ -54,6 +56,7 @@ def test_a_selected_key_lists_its_deployments_sorted(client, global_selected_key
 
     assert body["allow_all_deployments"] is False
     assert body["deployments"] == ["a-one", "a-two"]
+    assert body["groups"] == []
     assert body["organization"] == "org-a"
 
 

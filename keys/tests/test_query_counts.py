@@ -307,3 +307,84 @@ def test_a_key_with_one_scope_and_ten_networks_costs_what_any_key_costs(client, 
         with django_assert_num_queries(1):  # the Execution insert
             assert execute(client, "org-a", "a-one", full_key).status_code == 200
         assert parsed.call_count == 0
+
+
+# Deployment groups: the lookup joins through them, so a grouped scope costs no extra query.
+
+
+def bind_groups(key, organization, groups: int, deployments_each: int) -> None:
+    """Bind `key` to `groups` new groups of `deployments_each` new deployments; a-one is in the last group only."""
+    from deployments.models import DeploymentGroup, GroupDeployment
+    from keys.models import GlobalKeyGroup
+
+    made = DeploymentGroup.objects.bulk_create(
+        [DeploymentGroup(organization=organization, slug=f"group-{g}", name=f"Group {g}") for g in range(groups)]
+    )
+    members = Deployment.objects.bulk_create(
+        [Deployment(organization=organization, slug=f"g{g}-d{d}", name="M") for g in range(groups) for d in range(deployments_each)],
+        batch_size=1000,
+    )
+    links = [GroupDeployment(group=made[i // deployments_each], deployment=member) for i, member in enumerate(members)]
+    links.append(GroupDeployment(group=made[-1], deployment=Deployment.objects.get(organization=organization, slug="a-one")))
+    GroupDeployment.objects.bulk_create(links, batch_size=1000)
+    GlobalKeyGroup.objects.bulk_create([GlobalKeyGroup(key=key, group=group) for group in made])
+
+
+@pytest.mark.parametrize(("groups", "deployments_each"), [(1, 1), (10, 1000), (100, 10)])
+def test_a_cold_execute_with_a_grouped_key_makes_a_fixed_number(
+    client, org_a, deployment_a1, groups, deployments_each, django_assert_num_queries
+):
+    row, full_key = issue_global_key(org_a, name="grouped", deployments=[])
+    GlobalKeyDeployment.objects.filter(key=row).delete()
+    bind_groups(row, org_a, groups, deployments_each)
+
+    Deployment.objects.create(organization=org_a, slug="outside", name="Outside")
+
+    with django_assert_num_queries(COLD_EXECUTE_QUERIES):  # the lookup (key, deployment, scope), last_used_at, insert
+        assert cold_execute(client, full_key).status_code == 200
+    # The key cached, a deployment not yet asked for: the deployment, one EXISTS for the scope, the insert.
+    with django_assert_num_queries(3):
+        assert execute(client, "org-a", "g0-d0", full_key).status_code == 200
+    with django_assert_num_queries(WARM_EXECUTE_QUERIES):
+        assert cold_execute(client, full_key, "g0-d0").status_code == 200
+    with django_assert_num_queries(1):  # a deployment outside the scope is refused from the lookup alone
+        assert cold_execute(client, full_key, "outside").status_code == 403
+
+
+def test_with_the_cache_off_a_grouped_key_reads_its_scope_only_in_the_key_lookup(
+    client, org_a, deployment_a1, grouped_key_a, settings, django_assert_num_queries
+):
+    settings.KEYSCOPE_VERIFICATION_CACHE_SECONDS = 0
+    _, full_key = grouped_key_a
+    assert execute(client, "org-a", "a-one", full_key).status_code == 200  # writes last_used_at
+
+    with django_assert_num_queries(WARM_EXECUTE_QUERIES):  # the lookup and the Execution insert
+        assert execute(client, "org-a", "a-one", full_key).status_code == 200
+
+
+def test_introspection_of_a_grouped_key_costs_a_fixed_number(client, org_a, deployment_a1, django_assert_max_num_queries):
+    row, full_key = issue_global_key(org_a, name="grouped", deployments=[deployment_a1])
+    bind_groups(row, org_a, 10, 100)
+
+    local_cache.clear()
+    with django_assert_max_num_queries(COLD_EXECUTE_QUERIES):  # the lookup, its deployments and groups, last_used_at
+        body = client.get("/api/v1/key/", **bearer(full_key)).json()
+    assert len(body["deployments"]) == 1001 and len(body["groups"]) == 10
+
+
+def test_the_grouped_scope_check_uses_indexes(client, org_a, deployment_a1):
+    """On PostgreSQL, the in-scope test through groups probes indexes; it never scans the membership table."""
+    if connection.vendor != "postgresql":
+        pytest.skip("EXPLAIN's output is PostgreSQL's")
+    from keys.lookup import LOOKUPS
+
+    row, full_key = issue_global_key(org_a, name="grouped", deployments=[])
+    bind_groups(row, org_a, 10, 1000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+        sql, _ = LOOKUPS["global"]._prepare(True)
+        cursor.execute("EXPLAIN " + sql, ["a-one", row.digest, "a-one", row.digest, "global"])
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    # 10,000 memberships: reached by the named deployment's index, never read through.
+    assert "Seq Scan on deployments_groupdeployment" not in plan, plan
+    assert "on deployments_groupdeployment" in plan, plan

@@ -33,7 +33,7 @@ PERSONAS = [
 
 # The models whose admin URLs are in the matrix.
 ADMIN_MODELS = ["keys.DeploymentKey", "keys.GlobalApiDeploymentKey", "deployments.Deployment",
-                "deployments.Execution", "keys.AuditEvent"]
+                "deployments.DeploymentGroup", "deployments.Execution", "keys.AuditEvent"]
 
 # The spec. Key columns: 401 for every key that does not work;
 # user columns on the client API: 401 (no key). Management API: keys are not
@@ -58,6 +58,11 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "GET deployment-detail":             (401, 200, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
     "PATCH deployment-detail":           (401, 403, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
     "DELETE deployment-detail":          (401, 403, 204, 404, 204, 401, 401, 401, 401, 401, 401, 401, 401),
+    "GET deployment-group-list":         (401, 200, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
+    "POST deployment-group-list":        (401, 403, 201, 404, 201, 401, 401, 401, 401, 401, 401, 401, 401),
+    "GET deployment-group-detail":       (401, 200, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
+    "PATCH deployment-group-detail":     (401, 403, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
+    "DELETE deployment-group-detail":    (401, 403, 204, 404, 204, 401, 401, 401, 401, 401, 401, 401, 401),
     "GET deployment-key-list":           (401, 200, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
     "POST deployment-key-list":          (401, 403, 201, 404, 201, 401, 401, 401, 401, 401, 401, 401, 401),
     "GET deployment-key-detail":         (401, 200, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
@@ -101,6 +106,11 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "GET deployments_deployment_change":            (302, 200, 200, 302, 200) + (302,) * 8,
     "GET deployments_deployment_delete":            (302, 403, 200, 302, 200) + (302,) * 8,
     "GET deployments_deployment_history":           (302, 200, 200, 302, 200) + (302,) * 8,
+    "GET deployments_deploymentgroup_changelist":   (302, 200, 200, 200, 200) + (302,) * 8,
+    "GET deployments_deploymentgroup_add":          (302, 403, 200, 200, 200) + (302,) * 8,
+    "GET deployments_deploymentgroup_change":       (302, 200, 200, 302, 200) + (302,) * 8,
+    "GET deployments_deploymentgroup_delete":       (302, 403, 200, 302, 200) + (302,) * 8,
+    "GET deployments_deploymentgroup_history":      (302, 200, 200, 302, 200) + (302,) * 8,
     "GET deployments_execution_changelist":         (302, 200, 200, 200, 200) + (302,) * 8,
     "GET deployments_execution_add":                (302, 403, 403, 403, 403) + (302,) * 8,
     "GET deployments_execution_change":             (302, 200, 200, 302, 200) + (302,) * 8,
@@ -182,7 +192,9 @@ def personas(
 
 
 @pytest.fixture
-def world(client, deployment_a1, deployment_a3, deployment_b1, deployment_key_a1, global_all_key_a, global_selected_key_a) -> World:
+def world(
+    client, deployment_a1, deployment_a3, deployment_b1, deployment_key_a1, global_all_key_a, global_selected_key_a, group_a
+) -> World:
     key_a1 = deployment_key_a1[0]
     global_key = global_selected_key_a[0]
     execution_a1 = execute(client, "org-a", "a-one", global_all_key_a[1]).json()["execution_id"]
@@ -205,6 +217,11 @@ def world(client, deployment_a1, deployment_a3, deployment_b1, deployment_key_a1
         "GET deployment-detail": f"{org}/deployments/a-one/",
         "PATCH deployment-detail": f"{org}/deployments/a-one/",
         "DELETE deployment-detail": f"{org}/deployments/a-one/",
+        "GET deployment-group-list": f"{org}/groups/",
+        "POST deployment-group-list": f"{org}/groups/",
+        "GET deployment-group-detail": f"{org}/groups/production/",
+        "PATCH deployment-group-detail": f"{org}/groups/production/",
+        "DELETE deployment-group-detail": f"{org}/groups/production/",
         "GET deployment-key-list": f"{deployment_keys}/",
         "POST deployment-key-list": f"{deployment_keys}/",
         "GET deployment-key-detail": f"{deployment_keys}/{key_a1.pk}/",
@@ -230,6 +247,7 @@ def world(client, deployment_a1, deployment_a3, deployment_b1, deployment_key_a1
         "keys_deploymentkey": key_a1.pk,
         "keys_globalapideploymentkey": global_key.pk,
         "deployments_deployment": deployment_a1.pk,
+        "deployments_deploymentgroup": group_a.pk,
         "deployments_execution": execution_a1,
         "keys_auditevent": event.pk,  # type: ignore[union-attr]  # the keys above were audited
     }
@@ -245,6 +263,8 @@ def world(client, deployment_a1, deployment_a3, deployment_b1, deployment_key_a1
         "PATCH organization-detail": {"max_key_lifetime_days": 90},
         "POST deployment-list": {"slug": "matrix-new", "name": "Matrix"},
         "PATCH deployment-detail": {"description": "changed"},
+        "POST deployment-group-list": {"slug": "matrix-group", "name": "Matrix"},
+        "PATCH deployment-group-detail": {"description": "changed"},
         "POST deployment-key-list": {"name": "matrix key"},
         "PATCH deployment-key-detail": {"description": "changed"},
         "POST global-key-list": {"name": "matrix global", "allow_all_deployments": True},

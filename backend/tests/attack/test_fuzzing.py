@@ -24,6 +24,7 @@ from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 
 from backend.tests.log_capture import written
+from deployments.services import group_create
 from keys.tests.helpers import basic, execute
 from organizations.tests.factories import TEST_PASSWORD
 
@@ -85,6 +86,8 @@ def world(settings, admin_a, deployment_a1, deployment_key_a1, global_all_key_a)
     settings.KEYSCOPE_FAILED_AUTH_PER_MINUTE = 0
     settings.KEYSCOPE_LOGIN_FAILURES_PER_MINUTE = settings.KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE = 10**6
     execution_id = execute(Client(), "org-a", "a-one", global_all_key_a[1]).json()["execution_id"]
+    # `{slug}` names a-one everywhere: a group of that slug too, for groups/{slug}/.
+    group_create(organization=deployment_a1.organization, slug="a-one", name="A one's group", deployments=[deployment_a1], actor=None)
     return {
         "names": {"org_slug": "org-a", "deployment_slug": "a-one", "slug": "a-one", "execution_id": execution_id},
         "deployment_key_id": str(deployment_key_a1[0].pk),

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from deployments.models import Deployment
+from deployments.models import Deployment, DeploymentGroup
 from keys.management.help import ExplainedCommand
 from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey
 from keys.scopes import ALL_SCOPES
@@ -40,6 +40,7 @@ examples:
   manage.py keys issue --org demo --deployment summarize --name "CI key"
   manage.py keys issue --org demo --global --all-deployments --name "Ops key" --json
   manage.py keys issue --org demo --global --deployment summarize --deployment classify --name "Two"
+  manage.py keys issue --org demo --global --group production --name "Follows production"
   manage.py keys rotate --id <key uuid> --grace 3600
   manage.py keys revoke --org demo --deployment summarize --name "CI key"
   manage.py keys deactivate --org demo --name "Ops key"      (a global key: no --deployment)
@@ -79,6 +80,13 @@ class Command(ExplainedCommand):
             default=[],
             metavar="SLUG",
             help="The deployment of a deployment key; with --global, one deployment of its scope (repeatable).",
+        )
+        issue.add_argument(
+            "--group",
+            action="append",
+            default=[],
+            metavar="SLUG",
+            help="With --global: a deployment group whose deployments the key opens, as they join and leave (repeatable).",
         )
         issue.add_argument("--global", dest="is_global", action="store_true", help="Issue a global key.")
         issue.add_argument(
@@ -163,6 +171,12 @@ class Command(ExplainedCommand):
             raise CommandError(f"No deployment {slug!r} in organization {organization.slug!r}.")
         return deployment
 
+    def _group(self, organization: Organization, slug: str) -> DeploymentGroup:
+        group = DeploymentGroup.objects.filter(organization=organization, slug=slug).first()
+        if group is None:
+            raise CommandError(f"No group {slug!r} in organization {organization.slug!r}.")
+        return group
+
     def _find(self, *, id: str | None, org: str | None, deployment: str | None, name: str | None, **_: Any) -> ApiKey:
         if id:
             try:
@@ -206,7 +220,7 @@ class Command(ExplainedCommand):
             return data["deployment"]
         if data["allow_all_deployments"]:
             return "all deployments"
-        return ",".join(data["deployments"]) or "(nothing)"
+        return ",".join([*(f"group:{slug}" for slug in data["groups"]), *data["deployments"]]) or "(nothing)"
 
     def _print_key(self, key: ApiKey, *, as_json: bool, full_key: str | None = None) -> None:
         data = self._data(key)
@@ -238,7 +252,7 @@ class Command(ExplainedCommand):
     def handle_list(self, *, org: str | None, deployment: str | None, kind: str | None, json: bool, **_: Any) -> None:
         deployment_keys = DeploymentKey.objects.select_related("deployment__organization", "created_by")
         global_keys = GlobalApiDeploymentKey.objects.select_related("organization", "created_by").prefetch_related(
-            "deployments"
+            "deployments", "groups"
         )
         if org:
             organization = self._organization(org)
@@ -279,6 +293,7 @@ class Command(ExplainedCommand):
         org: str,
         name: str,
         deployment: list[str],
+        group: list[str],
         is_global: bool,
         all_deployments: bool,
         description: str,
@@ -307,18 +322,24 @@ class Command(ExplainedCommand):
         key: ApiKey
         if is_global:
             deployments = [self._deployment(organization, slug) for slug in dict.fromkeys(deployment)]
-            if errors := scope_input_errors(allow_all_deployments=all_deployments, deployments=deployments):
-                raise CommandError(" ".join(errors.values()) + " (use --all-deployments or --deployment SLUG)")
+            groups = [self._group(organization, slug) for slug in dict.fromkeys(group)]
+            if errors := scope_input_errors(allow_all_deployments=all_deployments, deployments=deployments, groups=groups):
+                raise CommandError(
+                    " ".join(errors.values()) + " (use --all-deployments, or --deployment SLUG and --group SLUG)"
+                )
             key, full_key = global_key_issue(
                 actor=None,
                 organization=organization,
                 allow_all_deployments=all_deployments,
                 deployments=deployments,
+                groups=groups,
                 **fields,
             )
         else:
             if all_deployments:
                 raise CommandError("--all-deployments is for global keys: add --global.")
+            if group:
+                raise CommandError("--group is for global keys: add --global.")
             if len(deployment) != 1:
                 raise CommandError("A deployment key needs exactly one --deployment (or use --global).")
             key, full_key = deployment_key_issue(

@@ -59,9 +59,9 @@ def test_a_global_key_is_created_with_the_contract_fields(admin_client, deployme
     response = admin_client.post(GLOBAL_KEYS, {"name": "two", "deployments": ["a-two", "a-one"]}, format="json")
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == KEY_FIELDS | {"allow_all_deployments", "deployments", "key"}
+    assert set(body) == KEY_FIELDS | {"allow_all_deployments", "deployments", "groups", "key"}
     assert body["key"].startswith("ksg_")
-    assert (body["allow_all_deployments"], body["deployments"]) == (False, ["a-one", "a-two"])
+    assert (body["allow_all_deployments"], body["deployments"], body["groups"]) == (False, ["a-one", "a-two"], [])
 
 
 def test_a_key_made_by_the_system_has_created_by_null(admin_client, deployment_key_a1):

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from deployments.services import group_create
 from keys import crypto
 from keys.lookup import LOOKUPS
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
@@ -67,6 +68,37 @@ def test_issue_refuses_bad_input_with_a_message(deployment_a1, deployment_b1, ar
     with pytest.raises(CommandError):
         run("issue", *args)
     assert not DeploymentKey.objects.exists() and not GlobalApiDeploymentKey.objects.exists()
+
+
+def test_issue_a_global_key_bound_to_groups(group_a, deployment_a1, deployment_a2):
+    group_create(organization=group_a.organization, slug="staging", name="Staging", actor=None)
+    out, _ = run("issue", "--org", "org-a", "--global", "--group", "staging", "--group", "production",
+                 "--group", "production", "--deployment", "a-two", "--name", "Grouped", "--json")
+    data = json.loads(out)
+    assert (data["groups"], data["deployments"]) == (["production", "staging"], ["a-two"])
+    assert works(data["key"])
+    key = GlobalApiDeploymentKey.objects.get(name="Grouped")
+    assert sorted(key.groups.values_list("slug", flat=True)) == ["production", "staging"]
+    out, _ = run("list", "--org", "org-a", "--kind", "global")
+    assert "group:production" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["--global", "--group", "nope"], id="unknown-group"),
+        pytest.param(["--global", "--group", "b-production"], id="another-organizations-group"),
+        pytest.param(["--global", "--all-deployments", "--group", "production"], id="allow-all-with-a-group"),
+        pytest.param(["--deployment", "a-one", "--group", "production"], id="a-deployment-key-with-a-group"),
+    ],
+)
+def test_issue_refuses_a_bad_group(group_a, group_b, deployment_a1, args):
+    group_b.slug = "b-production"  # so only the organization tells them apart
+    group_b.save(update_fields=["slug"])
+
+    with pytest.raises(CommandError):
+        run("issue", "--org", "org-a", "--name", "x", *args)
+    assert not GlobalApiDeploymentKey.objects.exists() and not DeploymentKey.objects.exists()
 
 
 def test_issue_refuses_a_taken_name(deployment_key_a1):

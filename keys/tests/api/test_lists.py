@@ -92,8 +92,8 @@ def test_every_kind_of_write_shows_up_in_the_audit_events(admin_client, deployme
         "deleted", "revoked", "rotated", "activated", "deactivated", "changed", "created"
     ]
     row = rows[-1]
-    assert set(row) == {"id", "organization", "key_kind", "key_id", "key_name", "action", "actor", "created_at",
-                        "ip_address", "changes"}
+    assert set(row) == {"id", "organization", "key_kind", "key_id", "key_name", "group", "action", "actor",
+                        "created_at", "ip_address", "changes"}
     assert (row["organization"], row["key_kind"], row["actor"], row["ip_address"]) == (
         "org-a", "deployment", "admin-a", "127.0.0.1"
     )

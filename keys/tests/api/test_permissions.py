@@ -8,6 +8,8 @@ from keys.tests.helpers import ORG_A
 READS = [
     ("get", "/deployments/", None, 200),
     ("get", "/deployments/a-one/", None, 200),
+    ("get", "/groups/", None, 200),
+    ("get", "/groups/production/", None, 200),
     ("get", "/deployments/a-one/keys/", None, 200),
     ("get", "/deployments/a-one/keys/{dk}/", None, 200),
     ("get", "/global-keys/", None, 200),
@@ -19,6 +21,9 @@ WRITES = [
     ("post", "/deployments/", {"slug": "new-one", "name": "New"}, 201),
     ("patch", "/deployments/a-one/", {"name": "Renamed"}, 200),
     ("delete", "/deployments/a-one/", None, 204),
+    ("post", "/groups/", {"slug": "new-group", "name": "New", "deployments": ["a-one"]}, 201),
+    ("patch", "/groups/production/", {"name": "Renamed", "deployments": []}, 200),
+    ("delete", "/groups/production/", None, 204),
     ("post", "/deployments/a-one/keys/", {"name": "new key"}, 201),
     ("patch", "/deployments/a-one/keys/{dk}/", {"name": "renamed"}, 200),
     ("delete", "/deployments/a-one/keys/{dk}/", None, 204),
@@ -35,7 +40,7 @@ IDS = [f"{method.upper()} {path}" for method, path, _, _ in ROUTES]
 
 
 @pytest.fixture
-def call(deployment_key_a1, global_selected_key_a):
+def call(deployment_key_a1, global_selected_key_a, group_a):
     def make(client, method, path, body, org=ORG_A):
         url = org + path.format(dk=deployment_key_a1[0].pk, gk=global_selected_key_a[0].pk)
         return getattr(client, method)(url, body, format="json") if body is not None else getattr(client, method)(url)
@@ -137,7 +142,8 @@ def test_keys_of_an_unknown_deployment_are_404(admin_client, org_a):
     assert admin_client.post(f"{ORG_A}/deployments/nope/keys/", {"name": "x"}, format="json").status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/deployments", "/deployments/a-one", "/global-keys", "/audit-events",
+@pytest.mark.parametrize("path", ["/deployments", "/deployments/a-one", "/groups", "/groups/production", "/global-keys",
+                                  "/audit-events",
                                   "/executions", "/deployments/a-one/keys", "/global-keys/{gk}/revoke"])
 def test_paths_answer_without_their_trailing_slash(call, admin_client, path):
     method = "post" if path.endswith("revoke") else "get"

@@ -39,6 +39,8 @@ def test_every_management_route_is_documented(schema):
         "/": {"get", "patch"},
         "/deployments/": {"get", "post"},
         "/deployments/{slug}/": {"get", "patch", "delete"},
+        "/groups/": {"get", "post"},
+        "/groups/{slug}/": {"get", "patch", "delete"},
         "/deployments/{deployment_slug}/keys/": {"get", "post"},
         "/deployments/{deployment_slug}/keys/{id}/": {"get", "patch", "delete"},
         "/deployments/{deployment_slug}/keys/{id}/rotate/": {"post"},

@@ -1,8 +1,10 @@
 """Two gunicorn processes over one PostgreSQL and one Redis, as production runs.
 
 A limit of N a minute holds across both, and a revoked key is refused by
-every process within 1 second, as is a key narrowed to one scope: that bound
-is the feature, not a performance target. The processes cache verified keys
+every process within 1 second, as is a key narrowed to one scope, and a
+deployment added to a group opens to the group's keys on every process within
+1 second (removed, it closes likewise): that bound is the feature, not a
+performance target. The processes cache verified keys
 for 30 seconds here, so only the Redis flush message, not the cache's TTL, can
 meet it.
 """
@@ -26,9 +28,11 @@ from django.db import connection
 from django.urls import Resolver404, resolve
 
 from backend.tests.subprocesses import clean_env, production_secret_key
+from deployments.models import GroupDeployment
+from deployments.services import group_create
 from keys.models import DeploymentKey
 from keys.services import key_revoke
-from keys.tests.factories import issue_deployment_key
+from keys.tests.factories import issue_deployment_key, issue_global_key
 from keys.tests.helpers import free_port, needs_redis
 from keys.verification_cache import flush
 from organizations.tests.factories import TEST_PASSWORD
@@ -116,9 +120,9 @@ class Server:
         if getattr(self, "log", None):
             self.log.close()
 
-    def execute(self, full_key: str) -> httpx.Response:
+    def execute(self, full_key: str, deployment_slug: str = "a-one") -> httpx.Response:
         return self.http.post(
-            "/api/v1/deployments/org-a/a-one/execute/", json={}, headers={"Authorization": f"Bearer {full_key}"}
+            f"/api/v1/deployments/org-a/{deployment_slug}/execute/", json={}, headers={"Authorization": f"Bearer {full_key}"}
         )
 
 
@@ -204,15 +208,17 @@ def as_production_user(user) -> None:
     user.save(update_fields=["password"])
 
 
-def refused_after(servers: tuple[Server, Server], full_key: str, status: int, code: str, since: float) -> dict[int, float]:
-    """How long after `since` each process first answered `full_key` with `status` and `code` (polled for 3 s)."""
+def answered_after(
+    servers: tuple[Server, Server], full_key: str, status: int, code: str | None, since: float, slug: str = "a-one"
+) -> dict[int, float]:
+    """How long after `since` each process first answered `full_key` on `slug` with `status` and `code` (polled for 3 s)."""
     seen: dict[int, float] = {}
     while len(seen) < len(servers) and time.monotonic() - since < 3 * PROPAGATION_BOUND_SECONDS:
         for server in servers:
             if server.port not in seen:
-                response = server.execute(full_key)
+                response = server.execute(full_key, slug)
                 if response.status_code == status:
-                    assert response.json()["code"] == code
+                    assert code is None or response.json()["code"] == code, response.text
                     seen[server.port] = time.monotonic() - since
         time.sleep(POLL_SECONDS)
     return seen
@@ -234,7 +240,7 @@ def test_a_revoked_key_is_refused_by_every_process_within_one_second(servers, de
         key_revoke(key=key, actor=admin_a)
         revoked_at = time.monotonic()
 
-    refused = refused_after(servers, full_key, 401, "key_revoked", revoked_at)
+    refused = answered_after(servers, full_key, 401, "key_revoked", revoked_at)
     print(f"revocation seen after {sorted(round(s * 1000) for s in refused.values())} ms")
     assert set(refused) == {one.port, two.port}, f"still accepted after 3 s: {refused}"
     assert max(refused.values()) < PROPAGATION_BOUND_SECONDS, refused
@@ -253,10 +259,59 @@ def test_a_key_narrowed_to_one_scope_is_refused_the_other_by_every_process_withi
     assert response.json()["scopes"] == ["executions:read"]
     changed_at = time.monotonic()
 
-    refused = refused_after(servers, full_key, 403, "insufficient_scope", changed_at)
+    refused = answered_after(servers, full_key, 403, "insufficient_scope", changed_at)
     print(f"scope change seen after {sorted(round(s * 1000) for s in refused.values())} ms")
     assert set(refused) == {one.port, two.port}, f"still executing after 3 s: {refused}"
     assert max(refused.values()) < PROPAGATION_BOUND_SECONDS, refused
     # What the key kept, it may still do, on both.
     introspection = [server.http.get("/api/v1/key/", headers={"Authorization": f"Bearer {full_key}"}) for server in servers]
     assert [r.json()["scopes"] for r in introspection] == [["executions:read"], ["executions:read"]]
+
+
+def test_a_deployment_added_to_a_group_opens_to_its_keys_on_every_process_within_one_second(
+    servers, org_a, deployment_a1, deployment_a2, admin_a
+):
+    one, two = servers
+    group = group_create(organization=org_a, slug="production", name="Production", deployments=[deployment_a1], actor=None)
+    _, full_key = issue_global_key(org_a, name="follows production", groups=[group], rate_limit_per_minute=0)
+
+    # Warm both caches with "a-two is not in scope", and prove they are warm: a membership
+    # written without the model signals (a bulk insert) goes unnoticed by a process that
+    # answers from its cache.
+    warm_deadline = time.monotonic() + 10.0
+    while True:
+        # After a flush below, each process answers from the database again once the message reached it.
+        while [one.execute(full_key, "a-two").status_code, two.execute(full_key, "a-two").status_code] != [403, 403]:
+            assert time.monotonic() < warm_deadline, "a process kept an answer from before the flush"
+            time.sleep(POLL_SECONDS)
+        (unsignalled,) = GroupDeployment.objects.bulk_create([GroupDeployment(group=group, deployment=deployment_a2)])
+        cached = [one.execute(full_key, "a-two").status_code, two.execute(full_key, "a-two").status_code]
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {GroupDeployment._meta.db_table} WHERE id = %s", [unsignalled.pk])
+        if cached == [403, 403]:
+            break
+        flush()
+        assert time.monotonic() < warm_deadline, f"the processes never cached the scope: {cached}"
+        time.sleep(0.05)
+
+    # Added through process one's management API: process two hears of it over Redis only.
+    as_production_user(admin_a)
+    url = "/api/v1/orgs/org-a/groups/production/"
+    response = one.http.patch(url, json={"deployments": ["a-one", "a-two"]}, auth=("admin-a", TEST_PASSWORD))
+    assert response.status_code == 200, response.text
+    added_at = time.monotonic()
+    assert one.execute(full_key, "a-two").status_code == 200  # the process that made the change: at once
+    opened = answered_after(servers, full_key, 200, None, added_at, slug="a-two")
+
+    response = one.http.patch(url, json={"deployments": ["a-one"]}, auth=("admin-a", TEST_PASSWORD))
+    assert response.status_code == 200, response.text
+    removed_at = time.monotonic()
+    closed = answered_after(servers, full_key, 403, "deployment_not_in_scope", removed_at, slug="a-two")
+
+    print(
+        f"group membership seen after {sorted(round(s * 1000) for s in opened.values())} ms (added), "
+        f"{sorted(round(s * 1000) for s in closed.values())} ms (removed)"
+    )
+    assert set(opened) == set(closed) == {one.port, two.port}, f"not every process heard of it in 3 s: {opened}, {closed}"
+    assert max(opened.values()) < PROPAGATION_BOUND_SECONDS, opened
+    assert max(closed.values()) < PROPAGATION_BOUND_SECONDS, closed

@@ -49,8 +49,8 @@ def kinds(captured: CaptureQueriesContext) -> list[str]:
             named.append(KEY_TOUCH)
         elif sql.startswith("SELECT") and '"digest" = ' in sql:  # the key lookup, whatever it joins
             named.append(KEY_SELECT)
-        elif table.startswith("\"keys_globalkeydeployment\""):
-            named.append(SCOPE_EXISTS)
+        elif table.startswith("\"keys_globalkeydeployment\"") or "EXISTS(SELECT 1 AS \"a\" FROM \"keys_globalkeydeployment\"" in sql:
+            named.append(SCOPE_EXISTS)  # the key's list, alone or beside its groups
         elif table.startswith("\"keys_"):
             named.append(KEY_SELECT)
         elif table.startswith("\"deployments_deployment\""):
