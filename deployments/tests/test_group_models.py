@@ -149,3 +149,24 @@ def test_deleting_a_deployment_drops_it_from_its_groups(production, a_one, a_two
     a_one.delete()
 
     assert member_slugs(production) == ["a-two"]
+
+
+# The related managers' create(): Django saves the new row, then add()s the link, with no
+# transaction of its own around the two. A refused link must not leave the row behind.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_creating_another_organizations_deployment_through_a_group_stores_nothing(production, org_b):
+    with pytest.raises(ValidationError):
+        production.deployments.create(organization=org_b, slug="made-here", name="Made here")
+
+    assert not Deployment.objects.filter(slug="made-here").exists()
+    assert member_slugs(production) == ["a-one"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_creating_a_group_of_another_organization_from_the_deployment_side_stores_nothing(a_one, org_b):
+    with pytest.raises(ValidationError):
+        a_one.groups.create(organization=org_b, slug="made-here", name="Made here")
+
+    assert not DeploymentGroup.objects.filter(slug="made-here").exists()

@@ -137,3 +137,21 @@ def test_a_group_bound_to_a_key_cannot_move_to_another_organization(grouped_key,
         group_a.full_clean()
 
     assert DeploymentGroup.objects.get(pk=group_a.pk).organization.slug == "org-a"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_creating_another_organizations_group_through_the_key_stores_nothing(grouped_key, org_b):
+    # transaction=True: autocommit, as in a shell session, where a half-done create() would stay committed.
+    with pytest.raises(ValidationError):
+        grouped_key.groups.create(organization=org_b, slug="made-here", name="Made here")
+
+    assert not DeploymentGroup.objects.filter(slug="made-here").exists()
+    assert bound_groups(grouped_key) == ["Production"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_creating_a_key_of_another_organization_from_the_group_side_stores_nothing(grouped_key, group_a, org_b):
+    with pytest.raises(ValidationError):
+        group_a.global_keys.create(organization=org_b, name="made here")
+
+    assert not GlobalApiDeploymentKey.objects.filter(name="made here").exists()
