@@ -163,14 +163,17 @@ class IssuedGlobalKeySerializer(IssuedKeyMixin, GlobalKeySerializer):
         read_only_fields = fields
 
 
+NOT_A_KEY = "Null on an event that is not about a key: a deployment group's, or a change of the key policy."
+
+
 class AuditEventSerializer(serializers.ModelSerializer):
     organization: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     # The same choice set as Execution.key_kind, so the schema has one KeyKind enum.
     key_kind = serializers.ChoiceField(
-        choices=Execution.KeyKind.choices, read_only=True, allow_null=True, help_text="Null for a group's event."
+        choices=Execution.KeyKind.choices, read_only=True, allow_null=True, help_text=NOT_A_KEY
     )
-    key_id = serializers.UUIDField(read_only=True, allow_null=True, help_text="Null for a group's event.")
-    key_name = serializers.CharField(read_only=True, allow_null=True, help_text="Null for a group's event.")
+    key_id = serializers.UUIDField(read_only=True, allow_null=True, help_text=NOT_A_KEY)
+    key_name = serializers.CharField(read_only=True, allow_null=True, help_text=NOT_A_KEY)
     group = serializers.CharField(
         read_only=True, allow_null=True, help_text="The deployment group's slug, for a group's event; null for a key's."
     )
