@@ -266,6 +266,20 @@ KEYSCOPE_DEMO_PORT = env.int("PORT", default=8000)
 
 TEST_RUNNER = "backend.test_runner.PytestRunner"
 
+# Leaked keys: reports, GitHub's secret scanning alerts, the emails that tell admins ---
+KEYSCOPE_CREDENTIAL_REPORTS_PER_MINUTE = env.int("KEYSCOPE_CREDENTIAL_REPORTS_PER_MINUTE", default=10)
+# GitHub's {"public_keys": [...]} file (https://api.github.com/meta/public_keys/secret_scanning), read at
+# each alert, so a refreshed file counts without a restart. Empty: every alert is refused.
+KEYSCOPE_GITHUB_SECRET_SCANNING_KEYS = env.str("KEYSCOPE_GITHUB_SECRET_SCANNING_KEYS", default="")
+# Where admins reach keyscope, for the links in its emails (not taken from a request's Host header).
+KEYSCOPE_PUBLIC_URL = env.str("KEYSCOPE_PUBLIC_URL", default=f"http://127.0.0.1:{KEYSCOPE_DEMO_PORT}").rstrip("/")
+# EMAIL_BACKEND, EMAIL_HOST, ... from one URL: consolemail:// prints emails on stdout,
+# smtp://user:password@host:587 (or smtp+tls://, smtp+ssl://) sends them.
+globals().update(env.email_url("EMAIL_URL", default="consolemail://"))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="keyscope <keyscope@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
 # Verification cache, rate limits, login throttling (see README "Several workers")
 KEYSCOPE_VERIFICATION_CACHE_SECONDS = env.float("KEYSCOPE_VERIFICATION_CACHE_SECONDS", default=1.0)
 KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES = env.int("KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES", default=100_000)

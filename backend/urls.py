@@ -4,7 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from backend.health import healthz
 from keys.api import OrganizationPolicyViewSet
-from keys.views import ExecuteView, ExecutionDetailView, KeyIntrospectionView
+from keys.leak_api import CredentialReportView, GitHubSecretScanningView
+from keys.views import ExecuteView, ExecutionDetailView, KeyIntrospectionView, KeyRevokeView
 
 # Paths answer with and without their trailing slash.
 DEPLOYMENT = r"^api/v1/deployments/(?P<org_slug>[^/]+)/(?P<deployment_slug>[^/]+)"
@@ -17,6 +18,9 @@ urlpatterns = [
     re_path(DEPLOYMENT + r"/execute/?$", ExecuteView.as_view(), name="deployment-execute"),
     re_path(DEPLOYMENT + r"/executions/(?P<execution_id>[^/]+)/?$", ExecutionDetailView.as_view(), name="execution-detail"),
     re_path(r"^api/v1/key/?$", KeyIntrospectionView.as_view(), name="key-introspection"),
+    re_path(r"^api/v1/key/revoke/?$", KeyRevokeView.as_view(), name="key-revoke"),
+    re_path(r"^api/v1/credentials/revoke/?$", CredentialReportView.as_view(), name="credentials-revoke"),
+    re_path(r"^api/v1/secret-scanning/github/?$", GitHubSecretScanningView.as_view(), name="github-secret-scanning"),
     re_path(
         r"^api/v1/orgs/(?P<org_slug>[^/]+)/?$",
         OrganizationPolicyViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),

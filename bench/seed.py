@@ -46,7 +46,7 @@ def _expect_columns(model: Any, expected: list[str]) -> None:
 KEY_COMMON_COLUMNS = [
     "id", "name", "description", "digest", "last4", "is_active", "expires_at", "revoked_at", "last_used_at",
     "rate_limit_per_minute", "created_by_id", "modified_by_id", "created_at", "modified_at", "format", "scopes",
-    "allowed_ips",
+    "allowed_ips", "revocation_reason",
 ]  # fmt: skip
 
 
@@ -148,7 +148,7 @@ def seed(keys_total: int, deployments_total: int, peer: bool, groups: int = GROU
         "INSERT INTO {table} ({common}, {extra_columns})"
         " SELECT (%(id_prefix)s || lpad(to_hex(rn), 20, '0'))::uuid, 'filler-' || lpad(rn::text, 9, '0'), '', digest,"
         " 'xxxx', true, NULL, NULL, NULL, NULL, NULL, NULL, now(), now(), 'keyscope',"
-        " '[\"deployments:execute\", \"executions:read\"]'::jsonb, '[]'::jsonb, {extra_values}"
+        " '[\"deployments:execute\", \"executions:read\"]'::jsonb, '[]'::jsonb, '', {extra_values}"
         " FROM (SELECT row_number() OVER (ORDER BY digest) AS rn, digest FROM ("
         "   SELECT encode(sha256(convert_to(%(salt)s || '-' || i, 'UTF8')), 'hex') AS digest"
         "   FROM generate_series(1, %(n)s) AS i) AS raw) AS sorted"

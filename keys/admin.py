@@ -42,6 +42,7 @@ from keys.models import (
     KeyFormat,
     KeyQuerySet,
     KeyStatus,
+    RevocationReason,
 )
 from keys.policy import POLICY_FIELDS, key_policy_update
 from keys.services import (
@@ -79,7 +80,8 @@ CHANGE_FIELDSETS: list[tuple[str | None, dict[str, Any]]] = [
         "Status",
         {
             "fields": [
-                "key_masked", "status", "is_active", "expires_at", "revoked_at", "previous_key_expires_at", "last_used_at",
+                "key_masked", "status", "is_active", "expires_at", "revoked_at", "revocation",
+                "previous_key_expires_at", "last_used_at",
             ]  # fmt: skip
         },
     ),
@@ -107,6 +109,21 @@ class StatusFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         status = self.value()
         return cast(KeyQuerySet, queryset).with_status(status) if status in KeyStatus.values else queryset
+
+
+class RevocationFilter(admin.SimpleListFilter):
+    """Revoked keys by why: reported as leaked (an anonymous report, GitHub, the command line), or by their holder."""
+
+    title = "revocation"
+    parameter_name = "revocation"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(reason.value, reason.label) for reason in RevocationReason]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in RevocationReason.values:
+            return queryset.filter(revoked_at__isnull=False, revocation_reason=self.value())
+        return queryset
 
 
 class GlobalScopeFilter(admin.SimpleListFilter):
@@ -177,6 +194,7 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         "last_used_at",
         "revoked_at",
         "previous_key_expires_at",
+        "revocation",
         "usage_last_30_days",
     ]
     change_form_template = "admin/keys/key_change_form.html"
@@ -201,6 +219,9 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
 
     @admin.display(description="status")
     def status(self, key: ApiKey) -> str:
+        if key.is_revoked and key.revocation_reason == RevocationReason.REPORTED_AS_LEAKED:
+            badge = '{} <span class="key-badge key-badge-leaked">{}</span>'
+            return format_html(badge, key.status, key.get_revocation_reason_display())
         return key.status
 
     @admin.display(description="replaced secret works until")
@@ -208,6 +229,14 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         # After a rotation with a grace period; "-" once the replaced secret no longer works.
         until = key.previous_key_expires_at if key.pk is not None else None
         return self.get_empty_value_display() if until is None else date_format(timezone.localtime(until), "DATETIME_FORMAT")
+
+    @admin.display(description="revocation")
+    def revocation(self, key: ApiKey) -> str:
+        if not key.is_revoked:
+            return self.get_empty_value_display()
+        if key.revocation_reason:
+            return key.get_revocation_reason_display()
+        return "by an admin or the command line"
 
     @admin.display(description="audit events")
     def audit_events(self, key: ApiKey) -> str:
@@ -521,6 +550,7 @@ class DeploymentKeyAdmin(KeyAdmin):
     list_display = ["name", "organization", "deployment_slug", "key_masked", "scope", "status", "expires_at", "last_used_at"]
     list_filter = [
         StatusFilter,
+        RevocationFilter,
         ("deployment__organization", admin.RelatedOnlyFieldListFilter),
         ("deployment", admin.RelatedOnlyFieldListFilter),
         "format",
@@ -564,7 +594,13 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
     form = GlobalKeyForm
     fixed_once_created = ["organization"]
     list_display = ["name", "organization", "key_masked", "scope", "status", "expires_at", "last_used_at"]
-    list_filter = [StatusFilter, ("organization", admin.RelatedOnlyFieldListFilter), GlobalScopeFilter, "format"]
+    list_filter = [
+        StatusFilter,
+        RevocationFilter,
+        ("organization", admin.RelatedOnlyFieldListFilter),
+        GlobalScopeFilter,
+        "format",
+    ]
     list_select_related = ["organization"]
     readonly_fields = [*KeyAdmin.readonly_fields, "opened_deployments"]
     add_fieldsets = [

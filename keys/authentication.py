@@ -105,6 +105,10 @@ def meter_lookup(request: Request) -> None:
 
 
 class ApiKeyAuthentication(BaseAuthentication):
+    def __init__(self, *, enforce_rate_limit: bool = True) -> None:
+        # Off for a key revoking itself: a leaked key that someone else drives to its limit must still be revocable.
+        self.enforce_rate_limit = enforce_rate_limit
+
     def authenticate(self, request: Request) -> tuple[AnonymousUser, KeyAuth] | None:
         candidate = offered_key(request)
         if candidate is None:
@@ -130,7 +134,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         limit = ratelimit.check_key(key)
         usage.record_usage(key.id, now)
         touch_last_used(key, now)
-        if limit is not None and limit.exceeded:
+        if self.enforce_rate_limit and limit is not None and limit.exceeded:
             raise RateLimited("This key is over its rate limit. Try again later.", wait=limit.reset, rate_limit=limit)
         return AnonymousUser(), KeyAuth(key=key, rate_limit=limit, target=target)
 

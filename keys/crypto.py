@@ -171,3 +171,16 @@ def mask(kind: KeyKind, key_last4: str, key_format: str = KEYSCOPE_FORMAT) -> st
     """`ksg_…abcd` (or `uuid…abcd` for an imported key): enough to recognise a key, never enough to use it."""
     prefix = UUID_MASK_PREFIX if key_format == UUID_FORMAT else PREFIX_BY_KIND[kind]
     return f"{prefix}{MASK_SEPARATOR}{key_last4}"
+
+
+def lookup_digests(candidate: str, *, accept_uuid_keys: bool) -> tuple[tuple[KeyKind, str], ...]:
+    """Where a presented secret may be stored: its (kind, digest) pairs, in the order to try them.
+
+    Empty for anything that is not a well-formed key (well_formed() decides, without a database).
+    A UUID may be an imported key of either kind: deployment keys first, then global keys.
+    """
+    found = well_formed(candidate, accept_uuid_keys=accept_uuid_keys)
+    if found is None:
+        return ()
+    kinds = (found.kind,) if found.kind is not None else tuple(KIND_BY_PREFIX.values())
+    return tuple((kind, found.digest) for kind in kinds)

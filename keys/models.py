@@ -46,6 +46,13 @@ class KeyStatus(models.TextChoices):
     REVOKED = "revoked"
 
 
+class RevocationReason(models.TextChoices):
+    """Why a key was revoked, when it was not simply an admin's decision. The label goes into the audit event."""
+
+    REPORTED_AS_LEAKED = "leaked", "reported as leaked"
+    REVOKED_BY_HOLDER = "holder", "revoked by its holder"
+
+
 # The key service's issuing function for each kind. keys/services.py imports this module, so it
 # fills this in when it loads (KeysConfig.ready loads it) instead of this module importing it back.
 ISSUERS: dict[str, Callable[..., tuple[Any, str]]] = {}
@@ -111,6 +118,9 @@ class ApiKey(models.Model):
     is_active = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revocation_reason = models.CharField(
+        max_length=16, choices=RevocationReason.choices, blank=True, default="", editable=False
+    )
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     rate_limit_per_minute = models.PositiveIntegerField(
         null=True,
@@ -386,6 +396,29 @@ class RetiredSecret(models.Model):
 
     def __str__(self) -> str:
         return f"retired secret of {self.key_kind} key {self.key_id}"
+
+
+class ExpiryNotice(models.Model):
+    """That an organization's admins were told, on the UTC day `sent_on`, that this key expires soon.
+
+    `manage.py keys notify-expiring` runs daily from cron; the unique day keeps a second
+    run on the same day (or two at once) from telling anyone twice.
+    """
+
+    key_kind = models.CharField(max_length=16)
+    key_id = models.UUIDField()
+    sent_on = models.DateField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key_kind", "key_id", "sent_on"], name="expiry_notice_once_per_key_and_day"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"expiry notice of {self.key_kind} key {self.key_id} on {self.sent_on}"
 
 
 class AuditEventQuerySet(models.QuerySet):

@@ -154,20 +154,44 @@ def record_failed_auth(address: str | None, now: float | None = None) -> tuple[b
     last minute (a sliding estimate, so a burst across a window boundary counts whole):
     with 60, the 61st invalid attempt gets 429.
     """
-    limit = settings.KEYSCOPE_FAILED_AUTH_PER_MINUTE
-    if limit <= 0:
-        return False, 0
     now = time.time() if now is None else now
     try:
-        count, reset = counters.hit(f"fail:{address or 'unknown'}", now, sliding=True)
+        throttled, reset = _over_sliding_limit(
+            f"fail:{address or 'unknown'}", settings.KEYSCOPE_FAILED_AUTH_PER_MINUTE, now
+        )
     except CountersUnavailable:
         return (not settings.KEYSCOPE_RATELIMIT_FAIL_OPEN), 1
-    throttled = count > limit
     if throttled:
         if len(_throttled_until) >= MAX_THROTTLED_KEPT:
             _throttled_until.clear()
         _throttled_until[address or "unknown"] = now + counters.WINDOW_SECONDS
     return throttled, reset
+
+
+def record_credential_report(address: str | None, now: float | None = None) -> tuple[bool, int]:
+    """Count a call of the anonymous leak report endpoint from `address`; return (throttled, seconds to reset).
+
+    KEYSCOPE_CREDENTIAL_REPORTS_PER_MINUTE calls in any minute (sliding, as failed authentications)
+    are allowed; with 10, the 11th gets 429 before its body is even read.
+    """
+    now = time.time() if now is None else now
+    try:
+        return _over_sliding_limit(
+            f"report:{address or 'unknown'}", settings.KEYSCOPE_CREDENTIAL_REPORTS_PER_MINUTE, now
+        )
+    except CountersUnavailable:
+        return (not settings.KEYSCOPE_RATELIMIT_FAIL_OPEN), 1
+
+
+def _over_sliding_limit(name: str, limit: int, now: float) -> tuple[bool, int]:
+    """Count one hit on `name`: whether it makes more than `limit` in the last minute (0: no limit).
+
+    Raises CountersUnavailable when Redis does not answer: the caller fails open or closed.
+    """
+    if limit <= 0:
+        return False, 0
+    count, reset = counters.hit(name, now, sliding=True)
+    return count > limit, reset
 
 
 def lookup_allowed(address: str | None, now: float | None = None) -> tuple[bool, int]:

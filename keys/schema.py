@@ -172,3 +172,27 @@ class KeyIntrospectionViewSchema(OpenApiViewExtension):
                 return super().get(*args, **kwargs)
 
         return Fixed
+
+
+class RevokedKeySerializer(KeyIntrospectionSerializer):
+    revoked_at = serializers.DateTimeField(help_text="When the calling secret stopped working.")
+
+
+class KeyRevokeViewSchema(OpenApiViewExtension):
+    target_class = "keys.views.KeyRevokeView"
+
+    def view_replacement(self) -> type:
+        class Fixed(self.target_class):  # type: ignore[name-defined]
+            @extend_schema(
+                summary="Revoke the calling key",
+                tags=["client"],
+                request=None,
+                responses={200: RevokedKeySerializer, **KEY_ERRORS},
+                description="For a client that finds its own key leaked: the key is revoked for good (a secret "
+                "replaced by a rotation only ends its grace). No scope needed, no body read; the organization's "
+                "admins are told by email.",
+            )
+            def post(self, *args: Any, **kwargs: Any) -> Any:
+                return super().post(*args, **kwargs)
+
+        return Fixed

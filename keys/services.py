@@ -31,6 +31,7 @@ from keys.models import (
     KeyFormat,
     KeyStatus,
     RetiredSecret,
+    RevocationReason,
 )
 from keys.policy import lifetime_expiry
 from keys.scopes import clean_scopes, default_scopes
@@ -430,24 +431,57 @@ def key_rotate(*, key: K, actor: Actor, grace_period_seconds: int = 0, ip_addres
 
 
 @transaction.atomic
-def key_revoke(*, key: K, actor: Actor, ip_address: str | None = None) -> K:
-    """Revoke for good. Revoking a revoked key changes nothing and writes nothing."""
+def key_revoke(
+    *, key: K, actor: Actor, ip_address: str | None = None, reason: RevocationReason | None = None
+) -> K:
+    """Revoke for good. Revoking a revoked key changes nothing and writes nothing.
+
+    `reason` (a leak report, the key's own holder) is kept on the key and in the audit event.
+    """
     locked = _locked(key)
     if locked.is_revoked:
         return locked
     now = timezone.now()
     locked.revoked_at = now
+    locked.revocation_reason = reason or ""
     locked.modified_by = authenticated_user(actor)
-    locked.save(update_fields=["revoked_at", "modified_by", "modified_at"])
+    locked.save(update_fields=["revoked_at", "revocation_reason", "modified_by", "modified_at"])
     _end_grace(locked, now)
-    audit_record(
-        key=locked,
-        action=AuditEvent.Action.REVOKED,
-        actor=actor,
-        ip_address=ip_address,
-        changes={"revoked_at": (None, now)},
-    )
+    changes: dict[str, tuple[Any, Any]] = {"revoked_at": (None, now)}
+    if reason is not None:
+        changes["reason"] = (None, reason.label)
+    audit_record(key=locked, action=AuditEvent.Action.REVOKED, actor=actor, ip_address=ip_address, changes=changes)
     return locked
+
+
+@transaction.atomic
+def key_end_grace(
+    *, key: K, actor: Actor, ip_address: str | None = None, reason: RevocationReason | None = None
+) -> datetime | None:
+    """Stop the secret that the last rotation replaced now, instead of when its grace ends.
+
+    The key and its current secret stay as they are. Audited as `changed`; returns when the
+    replaced secret stopped working, or None (and writes nothing) when no grace was running.
+    """
+    locked = _locked(key)
+    now = timezone.now()
+    ending = (
+        RetiredSecret.objects.filter(key_kind=locked.KIND, key_id=locked.pk, valid_until__gt=now)
+        .order_by("-valid_until")
+        .values_list("valid_until", flat=True)
+        .first()
+    )
+    if ending is None:
+        return None
+    _end_grace(locked, now)
+    locked.modified_by = authenticated_user(actor)
+    # Saving the key row is also what flushes every worker's verification cache (keys/signals.py).
+    locked.save(update_fields=["modified_by", "modified_at"])
+    changes: dict[str, tuple[Any, Any]] = {"previous_key_expires_at": (ending, None)}
+    if reason is not None:
+        changes["reason"] = (None, reason.label)
+    audit_record(key=locked, action=AuditEvent.Action.CHANGED, actor=actor, ip_address=ip_address, changes=changes)
+    return now
 
 
 @transaction.atomic

@@ -1,4 +1,4 @@
-"""The client API: execute a deployment, read an execution back, describe the calling key.
+"""The client API: execute a deployment, read an execution back, describe the calling key or revoke it.
 
 Every view here authenticates with a key (keys/authentication.py); what a
 verified key may reach is decided by `resolve_deployment`, and the execution
@@ -20,7 +20,8 @@ from deployments.models import Execution
 from deployments.services import execution_run
 from keys import crypto
 from keys.authentication import ApiKeyAuthentication, HasApiKey, KeyAuth, key_auth, rate_limit_headers
-from keys.lookup import DeploymentRef
+from keys.leaks import stop_by_holder
+from keys.lookup import DeploymentRef, VerifiedKey
 from keys.scopes import DEPLOYMENTS_EXECUTE, EXECUTIONS_READ
 from keys.verification import can_execute, find_deployment, scope_slugs
 from lib.net import client_ip
@@ -163,24 +164,38 @@ class ExecutionDetailView(ClientAPIView):
         return Response(execution_body(execution))
 
 
+def introspection(key: VerifiedKey) -> dict[str, Any]:
+    """What the calling key is and what it opens."""
+    deployments, groups = scope_slugs(key)
+    return {
+        "id": key.id,
+        "name": key.name,
+        "kind": key.kind,
+        "organization": key.organization_slug,
+        "key_masked": key.key_masked,
+        "allow_all_deployments": key.allow_all_deployments,
+        "deployments": deployments,
+        "groups": groups,
+        "scopes": sorted(key.scopes),
+        "allowed_ips": list(key.allowed_ips),
+        "format": key.format,
+        "expires_at": key.expires_at,
+    }
+
+
 # GET /api/v1/key/: what the calling key is and what it opens (a comment: the schema would show a docstring).
 class KeyIntrospectionView(ClientAPIView):
     def get(self, request: Request) -> Response:
+        return Response(introspection(key_auth(request).key))
+
+
+# POST /api/v1/key/revoke/: a client that finds its own key leaked revokes it; no scope needed, no body read.
+# The request counts against the key's rate limit but is not refused by it: whoever else holds a leaked
+# key may well keep it at its limit.
+class KeyRevokeView(ClientAPIView):
+    _authenticators = (ApiKeyAuthentication(enforce_rate_limit=False),)
+
+    def post(self, request: Request) -> Response:
         key = key_auth(request).key
-        deployments, groups = scope_slugs(key)
-        return Response(
-            {
-                "id": key.id,
-                "name": key.name,
-                "kind": key.kind,
-                "organization": key.organization_slug,
-                "key_masked": key.key_masked,
-                "allow_all_deployments": key.allow_all_deployments,
-                "deployments": deployments,
-                "groups": groups,
-                "scopes": sorted(key.scopes),
-                "allowed_ips": list(key.allowed_ips),
-                "format": key.format,
-                "expires_at": key.expires_at,
-            }
-        )
+        revoked_at = stop_by_holder(key, ip_address=client_ip(request))
+        return Response({**introspection(key), "revoked_at": revoked_at})

@@ -13,8 +13,10 @@ from rest_framework.test import APIClient
 
 from deployments.services import group_create
 from deployments.tests.factories import DeploymentFactory
+from keys.services import key_rotate
 from keys.tests.factories import issue_deployment_key, issue_global_key
 from keys.tests.helpers import basic
+from keys.tests.leaks.github import GitHubSigner, write_keys_file
 
 
 @pytest.fixture
@@ -76,6 +78,22 @@ def global_selected_key_a(org_a, deployment_a1, deployment_a2, deployment_a3):
 @pytest.fixture
 def global_all_key_b(org_b, deployment_b1):
     return issue_global_key(org_b, name="all of B", allow_all_deployments=True)
+
+
+@pytest.fixture
+def in_grace_key_a(org_a):
+    """A global key rotated with an hour of grace: `(row, old_full_key, new_full_key)`."""
+    row, old_key = issue_global_key(org_a, name="rotating", allow_all_deployments=True)
+    row, new_key = key_rotate(key=row, actor=None, grace_period_seconds=3600)
+    return row, old_key, new_key
+
+
+@pytest.fixture
+def github(tmp_path, settings) -> GitHubSigner:
+    """GitHub's current secret scanning signing key, in the file KEYSCOPE_GITHUB_SECRET_SCANNING_KEYS names."""
+    signer = GitHubSigner.generate("90a421169f0a406205f1563a953312f0be898d3c7b6c06b681aa86a874555f4a")
+    settings.KEYSCOPE_GITHUB_SECRET_SCANNING_KEYS = str(write_keys_file(tmp_path / "github-keys.json", signer))
+    return signer
 
 
 @pytest.fixture

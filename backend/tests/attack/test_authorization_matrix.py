@@ -21,8 +21,10 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from deployments.models import Execution
+from keys import crypto
 from keys.models import AuditEvent
 from keys.tests.helpers import basic, bearer, execute, logged_in
+from keys.tests.leaks.github import GITHUB_URL, alert_body
 
 # Personas, in column order.
 PERSONAS = [
@@ -50,6 +52,11 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "GET execution-detail":              (401, 401, 401, 401, 401, 200, 200, 200, 401, 401, 401, 401, 404),
     "GET execution-detail a-three":      (401, 401, 401, 401, 401, 404, 200, 404, 401, 401, 401, 401, 404),
     "GET key-introspection":             (401, 401, 401, 401, 401, 200, 200, 200, 401, 401, 401, 401, 200),
+    "POST key-revoke":                   (401, 401, 401, 401, 401, 200, 200, 200, 401, 401, 401, 401, 200),
+    # Leak reports (anonymous): anyone may report; GitHub's alerts need GitHub's signature, whoever sends them.
+    "POST credentials-revoke":           (202,) * 13,
+    "POST github-secret-scanning":       (401,) * 13,
+    "POST github-secret-scanning signed": (200,) * 13,
     # Management API (users) ------------------------------------------------------------------------------
     "GET organization-detail":           (401, 200, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
     "PATCH organization-detail":         (401, 403, 200, 404, 200, 401, 401, 401, 401, 401, 401, 401, 401),
@@ -169,7 +176,8 @@ class Persona:
 @dataclass
 class World:
     urls: dict[str, str]
-    bodies: dict[str, dict[str, object]]
+    bodies: dict[str, dict[str, object] | bytes]
+    headers: dict[str, dict[str, str]]
 
 
 @pytest.fixture
@@ -193,8 +201,11 @@ def personas(
 
 @pytest.fixture
 def world(
-    client, deployment_a1, deployment_a3, deployment_b1, deployment_key_a1, global_all_key_a, global_selected_key_a, group_a
+    client, settings, github, deployment_a1, deployment_a3, deployment_b1, deployment_key_a1, global_all_key_a,
+    global_selected_key_a, group_a,
 ) -> World:
+    settings.KEYSCOPE_CREDENTIAL_REPORTS_PER_MINUTE = 0  # every cell reports from the same address
+    alert = alert_body(crypto.generate_key("global"))
     key_a1 = deployment_key_a1[0]
     global_key = global_selected_key_a[0]
     execution_a1 = execute(client, "org-a", "a-one", global_all_key_a[1]).json()["execution_id"]
@@ -212,6 +223,10 @@ def world(
         "GET key-introspection": "/api/v1/key/",
         "GET organization-detail": f"{org}/",
         "PATCH organization-detail": f"{org}/",
+        "POST key-revoke": "/api/v1/key/revoke/",
+        "POST credentials-revoke": "/api/v1/credentials/revoke/",
+        "POST github-secret-scanning": GITHUB_URL,
+        "POST github-secret-scanning signed": GITHUB_URL,
         "GET deployment-list": f"{org}/deployments/",
         "POST deployment-list": f"{org}/deployments/",
         "GET deployment-detail": f"{org}/deployments/a-one/",
@@ -269,8 +284,12 @@ def world(
         "PATCH deployment-key-detail": {"description": "changed"},
         "POST global-key-list": {"name": "matrix global", "allow_all_deployments": True},
         "PATCH global-key-detail": {"description": "changed"},
+        "POST credentials-revoke": {"credentials": [crypto.generate_key("deployment"), "junk"]},
+        "POST github-secret-scanning": alert,
+        "POST github-secret-scanning signed": alert,
     }
-    return World(urls=urls, bodies=bodies)
+    headers = {"POST github-secret-scanning signed": github.headers(alert)}
+    return World(urls=urls, bodies=bodies, headers=headers)
 
 
 def send(persona: Persona, row: str, world: World) -> int:
@@ -279,9 +298,10 @@ def send(persona: Persona, row: str, world: World) -> int:
     if "_" in name and not name.startswith(("deployment-", "global-", "execution-", "audit-", "key-")):
         return persona.admin_client.get(url, **persona.api_headers).status_code  # type: ignore[arg-type]  # headers as META keys
     call: Callable = getattr(Client(), method.lower())
+    headers = {**persona.api_headers, **world.headers.get(row, {})}
     if method in ("POST", "PATCH"):
-        return call(url, world.bodies.get(row, {}), content_type="application/json", **persona.api_headers).status_code
-    return call(url, **persona.api_headers).status_code
+        return call(url, world.bodies.get(row, {}), content_type="application/json", **headers).status_code
+    return call(url, **headers).status_code
 
 
 def test_authorization_matrix(personas, world):

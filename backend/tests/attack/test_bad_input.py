@@ -13,6 +13,7 @@ from django.test import Client
 from deployments.models import Deployment, Execution
 from keys.models import DeploymentKey, GlobalApiDeploymentKey
 from keys.tests.helpers import ORG_A, basic, bearer
+from keys.tests.leaks.github import GITHUB_URL
 
 pytestmark = pytest.mark.django_db
 
@@ -34,6 +35,7 @@ def write_routes(admin_a, deployment_a1, deployment_key_a1, global_all_key_a) ->
         ("patch", f"{ORG_A}/global-keys/{gk}/", user),
         ("post", f"{ORG_A}/global-keys/{gk}/rotate/", user),
         ("post", f"{ORG_A}/global-keys/{gk}/revoke/", user),
+        ("post", "/api/v1/credentials/revoke/", {}),  # anonymous
     ]
     return routes
 
@@ -151,3 +153,23 @@ def test_a_slug_with_a_path_trick_in_a_body_is_a_400_naming_the_field(admin_a, d
                     json.dumps({"slug": slug, "name": "tricky"}).encode())
     assert "slug" in assert_error_shape(response, 400)
     assert Deployment.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"[" * 5000 + b"]" * 5000, 400, "parse_error"),
+        (b'[{"token": "\xff\xfe"}]', 400, "parse_error"),
+        (b"\xfe\xff\x00[", 400, "parse_error"),
+        (b'[{"token": "x", "type": "t"}]' + b" " * 4096, 413, "payload_too_large"),
+    ],
+    ids=["deeply-nested", "invalid-utf8", "utf16-bom", "oversized"],
+)
+def test_a_signed_github_alert_that_cannot_be_read_is_a_clear_4xx(github, settings, body, status, code):
+    """GitHub's signature makes a body authentic, not well-formed: the same 4xx as any other route."""
+    settings.KEYSCOPE_MAX_BODY_BYTES = 2048 if code == "payload_too_large" else settings.KEYSCOPE_MAX_BODY_BYTES
+    before = stored()
+
+    assert_error_shape(send("post", GITHUB_URL, github.headers(body), body), status, code)
+
+    assert stored() == before

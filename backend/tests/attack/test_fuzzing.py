@@ -45,6 +45,8 @@ ODD_HEADER_TEXT = {
 ODD_QUERY_TEXT = {"nul": "a%00b", "utf8-of-a-surrogate": "%ED%A0%80", "invalid-utf8": "%FF%FE"}
 ODD_ACCEPTS = ["text/html", "application/xml", "image/png;q=1, */*;q=0", "application/json; indent=x", "\x00",
                "application/json;q=0", "*/*;q=abc", "x" * 10_000, "\xed\xa0\x80"]
+GITHUB_SCHEME = "githubSecretScanningSignature"
+SIGN_WITH = "sign-with"  # in a request's headers: the GitHub signer whose signature call() adds
 ODD_FORMATS = ["x", "api", "html", "yaml", "openapi", "%00", "%ED%A0%80", "json%00"]
 
 
@@ -53,6 +55,8 @@ class Operation:
     method: str
     path: str  # with `{…}` path parameters
     key_auth: bool  # a client API operation (a key); else the management API (a user)
+    anonymous: bool  # no credentials at all (the leak report endpoint): there is nothing to refuse
+    signed: bool  # GitHub's secret scanning alerts: the body's signature is the credential
     body_fields: tuple[str, ...] | None  # None: no body; (): any JSON object
     query: tuple[str, ...]
 
@@ -76,15 +80,18 @@ def operations() -> tuple[Operation, ...]:
                 fields = ()
             schemes = {name for requirement in operation.get("security", []) for name in requirement}
             query = tuple(parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "query")
-            found.append(Operation(method.upper(), path, not schemes & {"basicAuth", "cookieAuth"}, fields, query))
+            key_auth = not schemes & {"basicAuth", "cookieAuth"}
+            signed = GITHUB_SCHEME in schemes
+            found.append(Operation(method.upper(), path, key_auth, not schemes, signed, fields, query))
     return tuple(found)
 
 
 @pytest.fixture
-def world(settings, admin_a, deployment_a1, deployment_key_a1, global_all_key_a):
+def world(settings, github, admin_a, deployment_a1, deployment_key_a1, global_all_key_a):
     """What the requests name: org A's objects, a working key and a working login; no throttling in the way."""
     settings.KEYSCOPE_FAILED_AUTH_PER_MINUTE = 0
     settings.KEYSCOPE_LOGIN_FAILURES_PER_MINUTE = settings.KEYSCOPE_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE = 10**6
+    settings.KEYSCOPE_CREDENTIAL_REPORTS_PER_MINUTE = 0
     execution_id = execute(Client(), "org-a", "a-one", global_all_key_a[1]).json()["execution_id"]
     # `{slug}` names a-one everywhere: a group of that slug too, for groups/{slug}/.
     group_create(organization=deployment_a1.organization, slug="a-one", name="A one's group", deployments=[deployment_a1], actor=None)
@@ -94,6 +101,7 @@ def world(settings, admin_a, deployment_a1, deployment_key_a1, global_all_key_a)
         "global_key_id": str(global_all_key_a[0].pk),
         "key": global_all_key_a[1],
         "user": admin_a.username,
+        "github": github,
     }
 
 
@@ -103,7 +111,9 @@ def url_of(operation: Operation, world: dict, **names: str) -> str:
     return operation.path.format(**{**world["names"], "id": key_id, **names})
 
 
-def credentials(operation: Operation, world: dict) -> dict[str, str]:
+def credentials(operation: Operation, world: dict) -> dict[str, Any]:
+    if operation.signed:
+        return {SIGN_WITH: world["github"]}  # call() signs the body it sends
     if operation.key_auth:
         return {"HTTP_AUTHORIZATION": f"Bearer {world['key']}"}
     return {"HTTP_AUTHORIZATION": basic(world["user"])}
@@ -115,6 +125,10 @@ CLIENT = Client()  # one for every request: they carry their own credentials, an
 def call(operation: Operation, url: str, headers: dict[str, Any], body: Any = None):
     """One request, its effects rolled back."""
     raw = b"" if body is None else json.dumps(body).encode()  # ensure_ascii: surrogates travel as \u escapes
+    headers = dict(headers)
+    signer = headers.pop(SIGN_WITH, None)
+    if signer is not None:
+        headers.update(signer.headers(raw))
     with transaction.atomic():
         response = CLIENT.generic(operation.method, url, raw, content_type="application/json", **headers)
         transaction.set_rollback(True)
@@ -161,6 +175,8 @@ def representatives() -> list[Operation]:
     """Credentials are read the same way by every operation of an API: one that reads, one that writes, of each."""
     chosen: dict[tuple[bool, bool], Operation] = {}
     for operation in operations():
+        if operation.anonymous or operation.signed:  # no key or login to read
+            continue
         chosen.setdefault((operation.key_auth, operation.body_fields is None), operation)
     return list(chosen.values())
 
@@ -218,7 +234,8 @@ def test_a_refused_credential_gets_json_whatever_it_accepts(world, accept, value
             bad = {"HTTP_AUTHORIZATION": "Bearer ksg_bad" if operation.key_auth else basic(world["user"], "wrong")}
             url = url_of(operation, world) + (f"?format={value}" if value else "")
             response = call(operation, url, {**bad, "HTTP_ACCEPT": accept})
-            yield check(operation, response, f"bad credentials, Accept {accept}", lambda status, body: status == 401)
+            refused = lambda status, body: status == 401  # noqa: E731
+            yield check(operation, response, f"bad credentials, Accept {accept}", None if operation.anonymous else refused)
 
     run_all(cases())
 

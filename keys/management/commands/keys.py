@@ -7,7 +7,9 @@ and a full key is printed only by `issue` and `rotate`, once.
 
 from __future__ import annotations
 
+import getpass
 import json
+import sys
 import uuid
 from typing import Any
 
@@ -16,6 +18,8 @@ from django.core.management.base import CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from deployments.models import Deployment, DeploymentGroup
+from keys.expiry import notify_expiring_keys
+from keys.leaks import Reported, secret_digests, stop_reported
 from keys.management.help import ExplainedCommand
 from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey
 from keys.scopes import ALL_SCOPES
@@ -43,6 +47,8 @@ examples:
   manage.py keys issue --org demo --global --group production --name "Follows production"
   manage.py keys rotate --id <key uuid> --grace 3600
   manage.py keys revoke --org demo --deployment summarize --name "CI key"
+  manage.py keys revoke --secret-stdin < found-key.txt     (a key found in a log: never put it in an argument)
+  manage.py keys notify-expiring --days 7                  (daily, from cron)
   manage.py keys deactivate --org demo --name "Ops key"      (a global key: no --deployment)
   manage.py keys issue --org demo --global --all-deployments --name "Reader" --scope executions:read \
       --allow-ip 203.0.113.7 --allow-ip 10.0.0.0/8
@@ -59,6 +65,7 @@ def _json_default(value: Any) -> str:
 
 
 class Command(ExplainedCommand):
+    stealth_options = ("stdin",)
     help = "List, issue, rotate, revoke, deactivate or activate API keys (through the same services as the API)."
     examples = EXAMPLES
 
@@ -129,6 +136,19 @@ class Command(ExplainedCommand):
             ("activate", "Switch a key back on (not a revoked one)."),
         ]:
             self._add_find_arguments(actions.add_parser(name, help=text))
+        actions.choices["revoke"].add_argument(
+            "--secret-stdin",
+            action="store_true",
+            help="Pick the key by its full secret, read from standard input (prompted for, unechoed, on a terminal): "
+            "for a key found exposed. Revoked as reported leaked, and the organization's admins are emailed.",
+        )
+
+        expiring = actions.add_parser(
+            "notify-expiring", help="Email each organization's admins the keys that expire soon (run daily)."
+        )
+        expiring.add_argument(
+            "--days", type=int, default=7, help="Keys that expire within this many days (default 7)."
+        )
 
         unused = actions.add_parser(
             "deactivate-unused",
@@ -183,12 +203,7 @@ class Command(ExplainedCommand):
                 key_id = uuid.UUID(id)
             except ValueError:
                 raise CommandError(f"{id!r} is not a key id (a UUID).") from None
-            key = (
-                DeploymentKey.objects.filter(pk=key_id).first() or GlobalApiDeploymentKey.objects.filter(pk=key_id).first()
-            )
-            if key is None:
-                raise CommandError(f"No key with the id {id}.")
-            return key
+            return self._key_by_id(key_id)
         if not (org and name):
             raise CommandError(FIND_HELP)
         organization = self._organization(org)
@@ -351,8 +366,59 @@ class Command(ExplainedCommand):
         key, full_key = key_rotate(key=self._find(**options), actor=None, grace_period_seconds=grace)
         self._print_key(key, as_json=json, full_key=full_key)
 
-    def handle_revoke(self, *, json: bool, **options: Any) -> None:
+    def handle_revoke(self, *, json: bool, secret_stdin: bool, **options: Any) -> None:
+        if secret_stdin:
+            self._revoke_by_secret(as_json=json, **options)
+            return
         self._print_key(key_revoke(key=self._find(**options), actor=None), as_json=json)
+
+    def _revoke_by_secret(self, *, as_json: bool, **options: Any) -> None:
+        if any(options.get(name) for name in ("id", "org", "deployment", "name")):
+            raise CommandError("--secret-stdin picks the key by its secret alone: drop --id, --org and --name.")
+        stream = options.get("stdin") or sys.stdin
+        secret = (getpass.getpass("Key: ") if stream.isatty() else stream.read()).strip()
+        if not secret:
+            raise CommandError("No key on standard input.")
+        if not secret_digests(secret):
+            raise CommandError("What was read is not a key (ksd_… or ksg_… with a valid checksum, or an imported UUID).")
+        outcome = stop_reported([Reported(secret, "the command line (manage.py keys revoke --secret-stdin)")])
+        if not outcome.known(secret):
+            raise CommandError("No key has, or had, this secret.")
+        (match,) = outcome.matches.values()
+        key = self._key_by_id(match.key_id)
+        say = self.stderr.write if as_json else self.stdout.write  # --json keeps stdout for the JSON
+        if match.retired:
+            now = "It stopped working now" if outcome.stopped else "It no longer worked"
+            say(
+                f"This is a secret that a rotation replaced. {now}; "
+                f"the key's current secret ({key.key_masked}) is untouched."
+            )
+        elif outcome.stopped:
+            say(f"Revoked {key.name!r} ({key.key_masked}) as reported leaked; its admins are emailed.")
+        else:
+            say(f"{key.name!r} ({key.key_masked}) was already revoked; nothing changed.")
+        self._print_key(key, as_json=as_json)
+
+    @staticmethod
+    def _key_by_id(key_id: uuid.UUID) -> ApiKey:
+        key = DeploymentKey.objects.filter(pk=key_id).first()
+        key = key or GlobalApiDeploymentKey.objects.filter(pk=key_id).first()
+        if key is None:
+            raise CommandError(f"No key with the id {key_id}.")
+        return key
+
+    def handle_notify_expiring(self, *, days: int, **_: Any) -> None:
+        if not 1 <= days <= 3650:
+            raise CommandError("--days must be from 1 to 3650.")
+        sent, failed = notify_expiring_keys(days=days)
+        for organization, count, recipients in sent:
+            keys = "key" if count == 1 else "keys"
+            self.stdout.write(f"{organization.slug}: {count} expiring {keys}, emailed to {recipients} admins.")
+        if not sent and not failed:
+            self.stdout.write(f"No key expires within {days} days that its admins were not told about today.")
+        if failed:
+            slugs = ", ".join(organization.slug for organization in failed)
+            raise CommandError(f"Could not email {slugs} (see the log); run again to retry.")
 
     def handle_deactivate(self, *, json: bool, **options: Any) -> None:
         self._print_key(key_deactivate(key=self._find(**options), actor=None), as_json=json)

@@ -107,3 +107,14 @@ def test_the_schema_documents_what_a_key_may_do(schema):
     execute = schema["paths"]["/api/v1/deployments/{org_slug}/{deployment_slug}/execute/"]["post"]
     assert "insufficient_scope" in execute["responses"]["403"]["description"]
     assert "ip_not_allowed" in execute["responses"]["403"]["description"]
+
+
+def test_the_leaked_key_endpoints_are_documented(schema):
+    paths = schema["paths"]
+    revoke = paths["/api/v1/key/revoke/"]["post"]
+    assert {"200", "401", "429"} <= set(revoke["responses"])
+    report = paths["/api/v1/credentials/revoke/"]["post"]
+    assert {"202", "400", "429"} <= set(report["responses"]) and not report.get("security")
+    github = paths["/api/v1/secret-scanning/github/"]["post"]
+    assert {"200", "400", "401"} <= set(github["responses"])
+    assert github["security"] == [{"githubSecretScanningSignature": []}]
