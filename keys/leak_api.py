@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -19,12 +19,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from lib.net import client_ip
-from lib.serializers import ErrorSerializer, InputSerializer, StrictCharField, ValidationErrorSerializer
 from keys import ratelimit
 from keys.authentication import RateLimited
 from keys.leaks import Reported, stop_reported
 from keys.secret_scanning import GitHubSignatureAuthentication, HasGitHubSignature
+from lib.net import client_ip
+from lib.serializers import ErrorSerializer, InputSerializer, StrictCharField, ValidationErrorSerializer
 
 MAX_CREDENTIALS = 1000
 
@@ -67,7 +67,7 @@ class CredentialReportView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [CredentialReportThrottle]
 
-    def throttled(self, request: Request, wait: float | None) -> None:
+    def throttled(self, request: Request, wait: float | None) -> NoReturn:
         raise RateLimited("Too many reports from this address. Try again later.", wait=math.ceil(wait or 1))
 
     @extend_schema(
@@ -102,13 +102,13 @@ class GitHubAlertSerializer(serializers.Serializer):
     token = StrictCharField(allow_blank=True, trim_whitespace=False)
     type = StrictCharField(allow_blank=True, max_length=200)
     url = StrictCharField(allow_blank=True, required=False, default="", max_length=2000)
-    source = StrictCharField(allow_blank=True, required=False, default="", max_length=200)
+    source = StrictCharField(allow_blank=True, required=False, default="", max_length=200)  # type: ignore[assignment]  # GitHub's name
 
 
 class GitHubFeedbackSerializer(serializers.Serializer):
     token_hash = serializers.CharField(help_text="The token's SHA-256, in hex; the token itself is never echoed.")
     token_type = serializers.CharField()
-    label = serializers.ChoiceField(choices=["true_positive", "false_positive"])
+    label = serializers.ChoiceField(choices=["true_positive", "false_positive"])  # type: ignore[assignment]  # GitHub's name
 
 
 def token_hash(token: str) -> str:

@@ -22,10 +22,10 @@ from django.db.models import BooleanField, DateTimeField, QuerySet, Value
 from django.utils import timezone
 
 from keys import crypto
+from keys.lookup import MODEL_BY_KIND, VerifiedKey
 from keys.models import ApiKey, DeploymentKey, GlobalApiDeploymentKey, RetiredSecret, RevocationReason
 from keys.notifications import StoppedKey, notify_stopped
 from keys.services import key_end_grace, key_revoke
-from keys.lookup import MODEL_BY_KIND, VerifiedKey
 
 # Digests per IN (...) list: a report holds at most 1000 strings, a GitHub alert may hold more.
 LOOKUP_CHUNK = 1000
@@ -120,7 +120,7 @@ def stop_reported(reports: Sequence[Reported], *, ip_address: str | None = None)
     Reporting a revoked key, or a replaced secret whose grace is over, changes nothing.
     """
     matches = find_secrets(report.secret for report in reports)
-    reported_from = {}
+    reported_from: dict[str, str] = {}
     for report in reports:
         for _kind, digest in secret_digests(report.secret):
             reported_from.setdefault(digest, report.reported_from)
@@ -134,7 +134,7 @@ def stop_reported(reports: Sequence[Reported], *, ip_address: str | None = None)
         elif match.retired and match.valid_until is not None and match.valid_until > now:
             end_grace.setdefault(target, reported_from[digest])
     outcome = Outcome(matches=matches)
-    for kind in MODEL_BY_KIND:
+    for kind in crypto.KIND_BY_PREFIX.values():
         ids = {key_id for key_kind, key_id in [*revoke, *end_grace] if key_kind == kind}
         for key in _keys(kind, ids) if ids else []:
             target = (kind, key.pk)

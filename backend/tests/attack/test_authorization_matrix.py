@@ -274,7 +274,7 @@ def world(
         for view in ("change", "delete", "history", "rotate", "revoke"):
             if f"GET {prefix}_{view}" in MATRIX:
                 urls[f"GET {prefix}_{view}"] = reverse(f"admin:{prefix}_{view}", args=[pk])
-    bodies: dict[str, dict[str, object]] = {
+    bodies: dict[str, dict[str, object] | bytes] = {
         "PATCH organization-detail": {"max_key_lifetime_days": 90},
         "POST deployment-list": {"slug": "matrix-new", "name": "Matrix"},
         "PATCH deployment-detail": {"description": "changed"},

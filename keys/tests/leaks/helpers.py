@@ -21,9 +21,11 @@ def report(client, *credentials, **headers):
 
 
 def last_event(key) -> AuditEvent:
-    return AuditEvent.objects.filter(key_id=key.pk).order_by("-created_at").first()
+    event = AuditEvent.objects.filter(key_id=key.pk).order_by("-created_at").first()
+    assert event is not None, "the key has no audit event"
+    return event
 
 
 def assert_no_full_key_in_any_email() -> None:
     for message in mail.outbox:
-        assert not FULL_KEY.search(message.subject + message.body), message.body
+        assert not FULL_KEY.search(f"{message.subject}\n{message.body}"), message.body

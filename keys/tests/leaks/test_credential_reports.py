@@ -14,8 +14,8 @@ from django.test.utils import CaptureQueriesContext
 
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
-from keys.tests.helpers import assert_error, execute
 from keys.tests.factories import import_deployment_key, import_global_key, issue_global_key
+from keys.tests.helpers import assert_error, execute
 from lib import counters
 
 from .helpers import CREDENTIALS_URL, FULL_KEY, assert_no_full_key_in_any_email, last_event, report, works
@@ -23,7 +23,10 @@ from .helpers import CREDENTIALS_URL, FULL_KEY, assert_no_full_key_in_any_email,
 pytestmark = pytest.mark.django_db
 
 
-def unknown_key(kind: str = "deployment") -> str:
+KINDS: tuple[crypto.KeyKind, ...] = ("deployment", "global")
+
+
+def unknown_key(kind: crypto.KeyKind = "deployment") -> str:
     """A well-formed key that no key ever had (checksum right, so it costs a lookup)."""
     return crypto.generate_key(kind)
 
@@ -167,7 +170,7 @@ def test_after_the_limit_an_address_gets_429_and_costs_no_query(client, settings
 
 def test_a_flood_from_one_address_costs_what_its_limit_allows(client, settings, deployment_a1):
     """1000 well-formed keys of both kinds a call, 50 calls: only the first 10 calls reach the database."""
-    batch = [unknown_key(("deployment", "global")[n % 2]) for n in range(1000)]
+    batch = [unknown_key(KINDS[n % 2]) for n in range(1000)]
     statuses = []
 
     with CaptureQueriesContext(connection) as queries:
