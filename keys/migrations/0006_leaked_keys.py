@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('keys', '0004_least_privilege'),
+        ('keys', '0005_global_key_groups_and_group_audit'),
     ]
 
     operations = [
