@@ -153,9 +153,10 @@ def scope_slugs(key: VerifiedKey) -> tuple[list[str], list[str]]:
         slugs = list(Deployment.objects.filter(pk=key.deployment_id).values_list("slug", flat=True))  # type: ignore[misc]  # set for deployment keys
     else:
         # Both lists in one query: what the key opens, and the groups it is bound to.
-        opened = deployments_in_scope(key.id, key.organization_id).annotate(is_group=Value(False)).values_list("is_group", "slug")
-        bound = DeploymentGroup.objects.filter(global_key_links__key_id=key.id).annotate(is_group=Value(True))  # type: ignore[misc]  # a UUID as text
-        rows = list(opened.union(bound.values_list("is_group", "slug"), all=True))
+        # A compound query takes no ORDER BY in its parts on SQLite: both sides drop their default ordering.
+        opened = deployments_in_scope(key.id, key.organization_id).annotate(is_group=Value(False)).order_by()
+        bound = DeploymentGroup.objects.filter(global_key_links__key_id=key.id).annotate(is_group=Value(True)).order_by()  # type: ignore[misc]  # a UUID as text
+        rows = list(opened.values_list("is_group", "slug").union(bound.values_list("is_group", "slug"), all=True))
         slugs = sorted(slug for is_group, slug in rows if not is_group)
         groups = sorted(slug for is_group, slug in rows if is_group)
     local_cache.set(cache_key, (tuple(slugs), tuple(groups)), generation)
