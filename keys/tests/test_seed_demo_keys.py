@@ -230,3 +230,14 @@ def test_reset_replaces_revoked_demo_keys_with_fresh_ones_that_work(client):
     for key in revoked:
         assert AuditEvent.objects.filter(key_id=key.pk, action=AuditEvent.Action.DELETED).exists()
     assert scope_of(demo_keys()[1]) == ["classify", "extract", "summarize"]
+
+
+@pytest.mark.django_db
+def test_a_reported_demo_key_emails_the_demo_admin(client, mailoutbox):
+    """The demo shows the leak path end to end: its admin has an address, so make run's console prints the email."""
+    keys = printed_keys(seed())
+    response = client.post("/api/v1/credentials/revoke/", {"credentials": keys[:1]}, content_type="application/json")
+    assert response.status_code == 202
+    (message,) = mailoutbox
+    assert message.to == ["demo-admin@example.com"]
+    assert keys[0] not in message.body

@@ -17,6 +17,8 @@ K = TypeVar("K", bound=ApiKey)
 
 DEMO_ORG_SLUG = "demo"
 DEMO_USERNAME = "demo-admin"
+# The demo's admin gets the emails a leaked or expiring key sends (printed by make run's console backend).
+DEMO_EMAIL = "demo-admin@example.com"
 DEMO_DEPLOYMENTS = [
     ("summarize", "Summarize", "Returns a summary of the posted document (echo runner)."),
     ("classify", "Classify", "Labels the posted document (echo runner)."),
@@ -56,9 +58,10 @@ class Command(BaseCommand):
         if user is None or reset:
             password = settings.KEYSCOPE_DEMO_PASSWORD or secrets.token_urlsafe(12)
             if user is None:
-                user = user_model.objects.create_user(username=DEMO_USERNAME, password=password, is_staff=True)
+                user = user_model.objects.create_user(username=DEMO_USERNAME, email=DEMO_EMAIL, password=password, is_staff=True)
             else:
                 user.set_password(password)
+                user.email = user.email or DEMO_EMAIL
                 user.is_staff = True
                 user.is_active = True
                 user.save()
