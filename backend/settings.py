@@ -282,6 +282,8 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Verification cache, rate limits, login throttling (see README "Several workers")
 KEYSCOPE_VERIFICATION_CACHE_SECONDS = env.float("KEYSCOPE_VERIFICATION_CACHE_SECONDS", default=1.0)
+# A thread per process writes buffered usage once a second (keys/usage.py); tests flush by hand.
+KEYSCOPE_USAGE_FLUSH_THREAD = env.bool("KEYSCOPE_USAGE_FLUSH_THREAD", default=not TESTING)
 KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES = env.int("KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES", default=100_000)
 KEYSCOPE_REDIS_TIMEOUT_SECONDS = env.float("KEYSCOPE_REDIS_TIMEOUT_SECONDS", default=0.25)
 KEYSCOPE_LOGIN_FAILURES_PER_MINUTE = env.int("KEYSCOPE_LOGIN_FAILURES_PER_MINUTE", default=10)

@@ -24,7 +24,7 @@ import lib.exceptions
 from keys import ratelimit, usage
 from keys.allowed_ips import address_allowed
 from keys.lookup import VerifiedKey
-from keys.verification import Target, touch_last_used, verify
+from keys.verification import Target, verify
 from lib.net import HTTP_WHITESPACE, client_ip
 
 FAILURE_DETAILS = {
@@ -132,8 +132,7 @@ class ApiKeyAuthentication(BaseAuthentication):
                 logger.warning("key %s refused from %s: ip_not_allowed", key.id, address)
                 raise refuse(request, IpNotAllowed.default_code, address)
         limit = ratelimit.check_key(key)
-        usage.record_usage(key.id, now)
-        touch_last_used(key, now)
+        usage.record_usage(key, now)
         if self.enforce_rate_limit and limit is not None and limit.exceeded:
             raise RateLimited("This key is over its rate limit. Try again later.", wait=limit.reset, rate_limit=limit)
         return AnonymousUser(), KeyAuth(key=key, rate_limit=limit, target=target)

@@ -481,3 +481,20 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValidationError("Audit events cannot be deleted.")
+
+
+class KeyUsageDay(models.Model):
+    """Requests a key made in one UTC day, summed from every worker's buffered counts (keys/usage.py).
+
+    By key id, not a foreign key: a key is of one of two tables, and what it did outlives it as its audit events do.
+    """
+
+    key_id = models.UUIDField()
+    day = models.DateField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key_id", "day"], name="key_usage_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.key_id} on {self.day}: {self.count}"

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, Value
+from django.db.models import Value
 from django.utils import timezone
 
 from deployments.models import Deployment, DeploymentGroup
 from keys import crypto
 from keys.lookup import DeploymentRef, VerifiedKey, lookup_for
-from keys.models import MODEL_BY_KIND, deployments_in_scope
+from keys.models import deployments_in_scope
 from keys.verification_cache import MISSING, local_cache
 
-LAST_USED_RESOLUTION_SECONDS = 60
 UNKNOWN = "unknown"  # the negative entry: no key ever had this digest
 
 
@@ -161,26 +159,3 @@ def scope_slugs(key: VerifiedKey) -> tuple[list[str], list[str]]:
         groups = sorted(slug for is_group, slug in rows if is_group)
     local_cache.set(cache_key, (tuple(slugs), tuple(groups)), generation)
     return slugs, groups
-
-
-_last_touched: dict[str, datetime] = {}
-_LAST_USED_RESOLUTION = timedelta(seconds=LAST_USED_RESOLUTION_SECONDS)
-
-
-def forget_last_used() -> None:
-    """Forget when this worker last wrote each key's `last_used_at` (a fresh start)."""
-    _last_touched.clear()
-
-
-def touch_last_used(key: VerifiedKey, now: datetime | None = None) -> None:
-    """Write `last_used_at` at most once a minute per key and worker, never once per request."""
-    now = now or timezone.now()
-    seen = _last_touched.get(key.id) or key.last_used_at
-    if seen is not None and now - seen < _LAST_USED_RESOLUTION:
-        return
-    _last_touched[key.id] = now
-    threshold = now - _LAST_USED_RESOLUTION
-    # The condition keeps several workers from all writing in the same minute.
-    MODEL_BY_KIND[key.kind].objects.filter(pk=key.id).filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lte=threshold)
-    ).update(last_used_at=now)

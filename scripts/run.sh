@@ -44,6 +44,12 @@ cat <<MSG
 MSG
 # It exits with this process, which exec turns into gunicorn.
 "$PY" scripts/demo_upstream.py --port "$DEMO_UPSTREAM_PORT" --parent-pid $$ &
+# Without Redis, counters and the verification cache live in each process's memory: one process
+# (with threads) keeps rate limits, the failed-auth throttle and revocation exact.
+WORKERS=${WEB_CONCURRENCY:-2}
+if [ -z "${REDIS_URL:-}" ] && ! grep -Eq "^[[:space:]]*(export[[:space:]]+)?REDIS_URL[[:space:]]*=[[:space:]]*[^[:space:]]" .env; then
+  WORKERS=1
+fi
 exec .venv/bin/gunicorn backend.wsgi:application \
-  --bind "127.0.0.1:$PORT" --workers "${WEB_CONCURRENCY:-2}" --worker-class gthread --threads 4 \
+  --bind "127.0.0.1:$PORT" --workers "$WORKERS" --worker-class gthread --threads 4 \
   --timeout 330 --access-logfile -

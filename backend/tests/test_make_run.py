@@ -87,3 +87,9 @@ def test_every_manage_py_command_works_after_make_run_with_nothing_exported(afte
     assert "Traceback" not in result.stderr
     if command[:2] == ["keys", "list"]:
         assert "Demo global key" in result.stdout
+
+
+def test_make_run_without_redis_serves_with_one_process(after_make_run):
+    """Without Redis, counters and caches are per process: one gunicorn worker (with threads) keeps them exact."""
+    log = (after_make_run.parent / "run.log").read_text()
+    assert log.count("Booting worker with pid") == 1, log[-2000:]

@@ -34,6 +34,7 @@ from keys.models import DeploymentKey
 from keys.services import key_revoke
 from keys.tests.factories import issue_deployment_key, issue_global_key
 from keys.tests.helpers import free_port, needs_redis
+from keys.usage import FLUSH_SECONDS
 from keys.verification_cache import flush
 from organizations.tests.factories import TEST_PASSWORD
 
@@ -126,6 +127,19 @@ class Server:
         )
 
 
+def start_pair(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[Server, Server]]:
+    pair = (Server(free_port(), tmp_path / "one.log"), Server(free_port(), tmp_path / "two.log"))
+    try:
+        for server in pair:
+            server.start(env)
+        for server in pair:
+            server.wait_healthy()
+        yield pair
+    finally:
+        for server in pair:
+            server.stop()
+
+
 @pytest.fixture
 def servers(tmp_path) -> Iterator[tuple[Server, Server]]:
     needs_redis("MULTI-PROCESS LIMITS AND INVALIDATION")
@@ -138,16 +152,16 @@ def servers(tmp_path) -> Iterator[tuple[Server, Server]]:
         KEYSCOPE_VERIFICATION_CACHE_SECONDS="30",
         LOG_LEVEL="WARNING",
     )
-    pair = (Server(free_port(), tmp_path / "one.log"), Server(free_port(), tmp_path / "two.log"))
-    try:
-        for server in pair:
-            server.start(env)
-        for server in pair:
-            server.wait_healthy()
-        yield pair
-    finally:
-        for server in pair:
-            server.stop()
+    yield from start_pair(tmp_path, env)
+
+
+@pytest.fixture
+def servers_without_redis(tmp_path) -> Iterator[tuple[Server, Server]]:
+    needs_postgresql()
+    env = clean_env(
+        DATABASE_URL=child_database_url(), SECRET_KEY=production_secret_key(), ALLOWED_HOSTS="127.0.0.1", LOG_LEVEL="WARNING"
+    )
+    yield from start_pair(tmp_path, env)
 
 
 def start_of_a_fresh_window(margin: float = 10.0) -> None:
@@ -315,3 +329,26 @@ def test_a_deployment_added_to_a_group_opens_to_its_keys_on_every_process_within
     assert set(opened) == set(closed) == {one.port, two.port}, f"not every process heard of it in 3 s: {opened}, {closed}"
     assert max(opened.values()) < PROPAGATION_BOUND_SECONDS, opened
     assert max(closed.values()) < PROPAGATION_BOUND_SECONDS, closed
+
+
+def test_usage_is_exact_across_two_processes_without_redis(servers_without_redis, deployment_a1, admin_a):
+    """Each process writes its counts to the database within a second, the idle one too: the endpoint adds them up."""
+    one, two = servers_without_redis
+    key, full_key = issue_deployment_key(deployment_a1, rate_limit_per_minute=0)
+    sent = 25
+    statuses = [(one if n % 3 else two).execute(full_key).status_code for n in range(sent)]
+    assert statuses == [200] * sent
+    as_production_user(admin_a)
+
+    route = f"/api/v1/orgs/org-a/deployments/a-one/keys/{key.pk}/usage/"
+    deadline = time.monotonic() + 5 * FLUSH_SECONDS
+    totals = []
+    while not totals or (totals[-1] != sent and time.monotonic() < deadline):
+        response = one.http.get(route, auth=("admin-a", TEST_PASSWORD))
+        assert response.status_code == 200, response.text
+        totals.append(response.json()["total"])
+        time.sleep(POLL_SECONDS)
+
+    assert totals[-1] == sent, totals
+    assert max(totals) == sent  # never more than were made
+    assert response.json()["days"][-1]["count"] == sent
