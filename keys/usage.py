@@ -1,8 +1,8 @@
 """Requests per key and UTC day, and each key's `last_used_at`, in the database, without a write per request.
 
-Each process counts in memory and writes what it counted at most once a second
-(on the request that finds a second gone by, on a read, and from a background
-thread so an idle worker's counts land too): one statement for the day counts
+Each process counts in memory, and a background thread of its own writes what
+it counted once a second (never the request itself; a read of usage, and the
+process's exit, flush too): one statement for the day counts
 of every key it saw, `INSERT ... ON CONFLICT DO UPDATE` adding to the stored
 count, and in the same flush the `last_used_at` of the keys due for it (at most
 once a minute per key and worker). On PostgreSQL the whole flush is one
@@ -50,7 +50,6 @@ class _Buffer:
         self.counts: Counter[tuple[str, date]] = Counter()
         self.last_used: dict[tuple[str, str], datetime] = {}  # (kind, key id) -> when, due for a write
         self.last_written: dict[str, datetime] = {}  # key id -> the last_used_at this process last wrote
-        self.flushed_at = time.monotonic()
         self.lock = threading.Lock()
         self.flusher_pid: int | None = None
 
@@ -59,7 +58,6 @@ class _Buffer:
             counts, last_used = dict(self.counts), dict(self.last_used)
             self.counts.clear()
             self.last_used.clear()
-            self.flushed_at = time.monotonic()
         return counts, last_used
 
     def give_back(self, counts: dict[tuple[str, date], int], last_used: dict[tuple[str, str], datetime]) -> None:
@@ -90,10 +88,7 @@ def record_usage(key: VerifiedKey, now: datetime | None = None) -> None:
                 _buffer.last_written.clear()
             _buffer.last_written[key.id] = now
             _buffer.last_used[(key.kind, key.id)] = now
-        due = time.monotonic() - _buffer.flushed_at >= FLUSH_SECONDS
     _ensure_flusher()
-    if due:
-        flush_usage()
 
 
 def flush_usage() -> None:
@@ -185,7 +180,8 @@ def _last_used_statements(last_used: dict[tuple[str, str], datetime]) -> list[tu
 
 
 def _ensure_flusher() -> None:
-    """A daemon thread per process that flushes once a second, so an idle worker's counts are written too."""
+    """A daemon thread per process that flushes once a second, the idle worker's counts too (off in tests, which
+    flush by hand: no write of theirs lands at a time the test does not choose)."""
     if not settings.KEYSCOPE_USAGE_FLUSH_THREAD or _buffer.flusher_pid == os.getpid():
         return
     with _buffer.lock:

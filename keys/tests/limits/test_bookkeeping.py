@@ -18,27 +18,6 @@ from keys.usage import flush_usage, usage_for
 pytestmark = pytest.mark.django_db
 
 
-class StoppedClock:
-    """usage's `time`: monotonic time stands still until moved on, so "within a second" never depends on the machine."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:  # never called: the flusher thread is off in tests
-        raise AssertionError("no sleeping in tests")
-
-
-@pytest.fixture
-def stopped(monkeypatch) -> StoppedClock:
-    clock = StoppedClock()
-    monkeypatch.setattr(usage, "time", clock)
-    usage._buffer.flushed_at = clock.now
-    return clock
-
-
 def usage_writes(captured: CaptureQueriesContext) -> list[str]:
     """The statements that wrote usage or a last use (not the key lookup, which reads last_used_at)."""
     return [
@@ -73,23 +52,22 @@ def test_refused_requests_of_a_key_count_as_usage(client, deployment_a1):
     assert usage_for(str(key.pk))[-1]["count"] == 4
 
 
-def test_usage_is_written_once_a_second_not_once_per_request(client, deployment_key_a1, stopped):
+def test_a_request_writes_no_usage_the_flush_does(client, deployment_key_a1):
     key, full_key = deployment_key_a1
 
-    with CaptureQueriesContext(connection) as within_a_second:
+    with CaptureQueriesContext(connection) as requests:
         for _ in range(5):
             execute(client, "org-a", "a-one", full_key)
-    stopped.now += usage.FLUSH_SECONDS
-    with CaptureQueriesContext(connection) as a_second_later:
-        execute(client, "org-a", "a-one", full_key)
+    with CaptureQueriesContext(connection) as flush:
+        flush_usage()
 
-    assert usage_writes(within_a_second) == []
-    # The flush: usage and the key's last use, one statement on PostgreSQL, one per table on SQLite.
-    assert len(usage_writes(a_second_later)) == (1 if connection.vendor == "postgresql" else 2)
-    assert KeyUsageDay.objects.get(key_id=key.pk).count == 6
+    assert usage_writes(requests) == []
+    # Usage and the key's last use: one statement on PostgreSQL, one per table on SQLite.
+    assert len(usage_writes(flush)) == (1 if connection.vendor == "postgresql" else 2)
+    assert KeyUsageDay.objects.get(key_id=key.pk).count == 5
 
 
-def test_one_flush_writes_every_key_and_its_last_use_in_one_statement(client, deployment_a1, org_a, stopped):
+def test_one_flush_writes_every_key_and_its_last_use_in_one_statement(client, deployment_a1, org_a):
     keys = [issue_deployment_key(deployment_a1, name=f"k{n}") for n in range(3)]
     keys.append(issue_global_key(org_a, name="g", allow_all_deployments=True))
     for _, full_key in keys:
