@@ -121,6 +121,11 @@ else:
 KEYSCOPE_PREPARED_KEY_LOOKUP = env.bool("KEYSCOPE_PREPARED_KEY_LOOKUP", default=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and KEYSCOPE_PREPARED_KEY_LOOKUP:
     DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 2**31 - 1)
+# On PostgreSQL, Django's backend with the health check paid only by a connection idle for longer
+# than this (lib/db/postgresql/base.py); 0 checks before every request's first query, as Django does.
+KEYSCOPE_DB_HEALTH_CHECK_IDLE_SECONDS = env.float("KEYSCOPE_DB_HEALTH_CHECK_IDLE_SECONDS", default=1.0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "lib.db.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -251,6 +256,9 @@ LOGGING = {
 # keyscope --------------------------------------------------------------------
 KEYSCOPE_DEFAULT_RATE_LIMIT_PER_MINUTE = env.int("KEYSCOPE_DEFAULT_RATE_LIMIT_PER_MINUTE", default=600)
 KEYSCOPE_FAILED_AUTH_PER_MINUTE = env.int("KEYSCOPE_FAILED_AUTH_PER_MINUTE", default=60)
+# Failed authentications a worker counts in memory before adding them to the shared count, in percent of
+# that limit (keys/ratelimit.py, README "Limits"): the throttle's error, 5 per worker at 60 a minute.
+KEYSCOPE_FAILED_AUTH_BATCH_PERCENT = env.int("KEYSCOPE_FAILED_AUTH_BATCH_PERCENT", default=10)
 # Lookups of keys not verified yet that a throttled address may still cost, per minute (README "Limits").
 KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE = env.int("KEYSCOPE_THROTTLED_LOOKUPS_PER_MINUTE", default=60)
 # A UUID may be a key imported from Unstract; false refuses every UUID without a query.

@@ -180,7 +180,7 @@ def test_production_variables_are_parsed():
 
     assert values["ALLOWED_HOSTS"] == ["keyscope.example.com", "api.example.com"]
     database = values["DATABASES"]["default"]
-    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert database["ENGINE"] == "lib.db.postgresql"  # Django's, with the health check of lib/db/postgresql/base.py
     assert (database["NAME"], database["USER"], database["HOST"], database["PORT"]) == (
         "keyscope",
         "keyscope",
