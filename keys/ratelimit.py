@@ -145,6 +145,34 @@ def forget_leases() -> None:
 # Addresses this worker saw throttled, and until when it meters their cold key lookups.
 _throttled_until: dict[str, float] = {}
 MAX_THROTTLED_KEPT = 10_000
+# While an address is throttled here, its failures go to the shared count at most this often (a batch each).
+THROTTLED_FLUSH_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class _Failures:
+    """One address's failed authentications as this worker knows them: the shared count when last read, and its
+    own failures since, not yet added to it."""
+
+    window: int
+    shared: int
+    pending: int
+    read_at: float
+
+
+_failures: dict[str, _Failures] = {}
+_failures_lock = threading.Lock()
+
+
+def failure_batch(limit: int) -> int:
+    """How many failures of one address a worker counts in memory before adding them to the shared count.
+
+    KEYSCOPE_FAILED_AUTH_BATCH_PERCENT of the limit, at most KEYSCOPE_RATELIMIT_LEASE_MAX, at least 1. It bounds
+    the throttle's error: another worker sees at most batch - 1 of this worker's failures late, so with W
+    workers the throttle trips at most W x (batch - 1) failures after the limit (5 per worker at 60 a minute).
+    """
+    share = limit * settings.KEYSCOPE_FAILED_AUTH_BATCH_PERCENT // 100
+    return max(1, min(share, settings.KEYSCOPE_RATELIMIT_LEASE_MAX))
 
 
 def record_failed_auth(address: str | None, now: float | None = None) -> tuple[bool, int]:
@@ -153,18 +181,49 @@ def record_failed_auth(address: str | None, now: float | None = None) -> tuple[b
     Throttled once this one makes more than KEYSCOPE_FAILED_AUTH_PER_MINUTE failures in the
     last minute (a sliding estimate, so a burst across a window boundary counts whole):
     with 60, the 61st invalid attempt gets 429.
+
+    Failures are counted in memory and added to the shared count in batches (`failure_batch`),
+    so a flood makes a round trip per batch, not per request: when the batch is full, when this
+    worker's view of the shared count is a second old or from another window, or when its own
+    estimate (the shared count plus its pending failures) passes the limit, which the shared
+    count then confirms. An address this worker has seen throttled is refused from memory, its
+    failures still added to the shared count, at most once a second.
     """
+    limit = settings.KEYSCOPE_FAILED_AUTH_PER_MINUTE
+    if limit <= 0:
+        return False, 0
     now = time.time() if now is None else now
+    name = address or "unknown"
+    window, reset = counters.window(now)
+    throttled_here = _throttled_until.get(name, 0.0) > now
+    with _failures_lock:
+        tally = _failures.get(name)
+        if tally is None or tally.window != window:
+            if len(_failures) >= MAX_THROTTLED_KEPT:
+                _failures.clear()
+            # Failures of the last window not sent yet count in this one: late, never lost.
+            carried = tally.pending if tally is not None else 0
+            tally = _failures[name] = _Failures(window=window, shared=0, pending=carried, read_at=float("-inf"))
+        tally.pending += 1
+        fresh = now - tally.read_at < (THROTTLED_FLUSH_SECONDS if throttled_here else LEASE_FRESH_SECONDS)
+        if throttled_here and fresh:
+            return True, reset
+        if not throttled_here and fresh and tally.pending < failure_batch(limit) and tally.shared + tally.pending <= limit:
+            return False, reset
+        amount, tally.pending = tally.pending, 0
     try:
-        throttled, reset = _over_sliding_limit(
-            f"fail:{address or 'unknown'}", settings.KEYSCOPE_FAILED_AUTH_PER_MINUTE, now
-        )
+        count, reset = counters.hit(f"fail:{name}", now, sliding=True, amount=amount)
     except CountersUnavailable:
         return (not settings.KEYSCOPE_RATELIMIT_FAIL_OPEN), 1
+    with _failures_lock:
+        tally.shared, tally.read_at = count, now
+    throttled = count > limit
     if throttled:
         if len(_throttled_until) >= MAX_THROTTLED_KEPT:
             _throttled_until.clear()
-        _throttled_until[address or "unknown"] = now + counters.WINDOW_SECONDS
+        _throttled_until[name] = now + counters.WINDOW_SECONDS
+    else:
+        _throttled_until.pop(name, None)
     return throttled, reset
 
 
@@ -215,5 +274,7 @@ def lookup_allowed(address: str | None, now: float | None = None) -> tuple[bool,
 
 
 def forget_throttled() -> None:
-    """Forget which addresses this worker saw throttled (tests that empty the counters)."""
+    """Forget which addresses this worker saw throttled and its unsent failures (tests that empty the counters)."""
     _throttled_until.clear()
+    with _failures_lock:
+        _failures.clear()

@@ -226,3 +226,72 @@ def test_failed_authentications_are_counted_over_the_last_minute_not_since_the_w
     # One second later a new window has begun, but those 60 were within the last minute.
     throttled, _ = ratelimit.record_failed_auth("198.51.100.7", now=window_end + 0.5)
     assert throttled
+
+
+def counted_round_trips(monkeypatch) -> list[str]:
+    """The names of the shared counters the throttle adds to, one entry per round trip."""
+    from keys import ratelimit
+
+    calls: list[str] = []
+    real = ratelimit.counters.hit
+
+    def hit(name: str, *args, **kwargs):
+        calls.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(ratelimit.counters, "hit", hit)
+    return calls
+
+
+def test_failures_are_added_to_the_shared_count_a_batch_at_a_time(client, deployment_a1, monkeypatch):
+    from keys import ratelimit
+
+    round_trips = counted_round_trips(monkeypatch)
+    batch = ratelimit.failure_batch(LIMIT)
+
+    statuses = fail_from(client, "203.0.113.5", 4 * batch)
+
+    assert statuses == [401] * (4 * batch)
+    # The first failure reads the shared count; then one round trip per batch.
+    assert len(round_trips) == 1 + (4 * batch - 1) // batch
+
+
+def test_a_throttled_address_is_refused_from_memory(client, deployment_a1, monkeypatch):
+    fail_from(client, "203.0.113.5", LIMIT + 1)
+    round_trips = counted_round_trips(monkeypatch)
+
+    statuses = fail_from(client, "203.0.113.5", 20)
+
+    assert statuses == [429] * 20
+    assert round_trips == []  # the clock stands still: the batch goes out once a second
+
+
+def test_another_workers_failures_trip_the_throttle_within_one_batch(client, deployment_a1):
+    """The documented error: a worker learns of other workers' failures a batch (of its own) late at most."""
+    from keys import ratelimit
+    from lib import counters
+
+    batch = ratelimit.failure_batch(LIMIT)
+    assert fail_from(client, "203.0.113.5", 1) == [401]
+    # Another worker adds its failures: the shared count is now one short of throttling the next.
+    counters.hit("fail:203.0.113.5", ratelimit.time.time(), sliding=True, amount=LIMIT - 1)
+
+    statuses = fail_from(client, "203.0.113.5", batch + 1)
+
+    first_refused = statuses.index(429)  # counted exactly, the first of these would be refused
+    assert first_refused <= batch - 1, statuses
+    assert statuses[first_refused:] == [429] * (len(statuses) - first_refused)
+
+
+def test_failures_not_sent_when_a_window_ends_count_in_the_next(client, deployment_a1, clock):
+    from keys import ratelimit
+
+    batch = ratelimit.failure_batch(LIMIT)
+    assert batch == 6  # the figures below are worked out for it
+    fail_from(client, "203.0.113.5", LIMIT - batch + 2)  # 56: 55 sent in batches, 1 still in this worker's memory
+    clock.advance(60 - clock.now % 60 + 1)  # the next window, early on: the last one still weighs almost whole
+
+    statuses = fail_from(client, "203.0.113.5", batch)
+
+    # 55 sent, 1 unsent, then these: the 5th makes 61. Had the unsent one been lost, it would be the 6th.
+    assert statuses.index(429) == 4, statuses
