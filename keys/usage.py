@@ -161,11 +161,11 @@ def _last_used_statements(last_used: dict[tuple[str, str], datetime]) -> list[tu
             continue
         meta = model._meta
         id_field, at_field = meta.get_field("id"), meta.get_field("last_used_at")
-        column = qn(at_field.column)  # type: ignore[union-attr]
+        column = qn(at_field.column)
         cases, params, ids = [], [], []
         for kid, when in used:
-            db_id = id_field.get_db_prep_value(kid, connection)  # type: ignore[union-attr]
-            db_when = at_field.get_db_prep_value(when, connection)  # type: ignore[union-attr]
+            db_id = id_field.get_db_prep_value(kid, connection)
+            db_when = at_field.get_db_prep_value(when, connection)
             cases.append(f"WHEN {qn('id')} = %s AND ({column} IS NULL OR {column} < %s) THEN %s")
             params += [db_id, db_when, db_when]
             ids.append(db_id)

@@ -20,6 +20,8 @@ from django.db.backends.postgresql import base
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    health_check_done: bool  # Django's, set per request (not typed by its stubs)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.answered_at = float("-inf")  # when a statement on this connection last came back without an error
