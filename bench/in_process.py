@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import io
+import itertools
 import pstats
+import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from bench.variants import Variant, run_pairs
+from bench.seed import PopulationKey
+from bench.variants import THROTTLED_FAILED_AUTH_PER_MINUTE, Variant, run_pairs
 
 
 def _wait_for_invalidation_channel() -> None:
@@ -24,13 +28,42 @@ def _wait_for_invalidation_channel() -> None:
         time.sleep(0.05)
 
 
-def _caller(client: Any, variant: Variant) -> Callable[[], Any]:
+def draws(variant: Variant, count: int) -> Iterator[PopulationKey] | None:
+    """The keys a pooled row's requests take, one per request, endlessly; None for a row of one key."""
+    if variant.fresh is not None:
+        return itertools.cycle(variant.fresh(count))
+    if variant.pool is None:
+        return None
+    if variant.zipf is None:
+        return itertools.cycle(variant.pool)
+    weights = list(itertools.accumulate(rank**-variant.zipf for rank in range(1, len(variant.pool) + 1)))
+    return itertools.cycle(random.Random(1).choices(variant.pool, cum_weights=weights, k=100_000))
+
+
+def settings_of(variant: Variant) -> Any:
+    """The row's own settings for the burst (override_settings), or nothing to change."""
+    from django.test import override_settings
+
+    return override_settings(**variant.settings) if variant.settings else contextlib.nullcontext()
+
+
+def _caller(client: Any, variant: Variant, count: int = 0) -> Callable[[], Any]:
     from keys.verification_cache import local_cache
 
     send = getattr(client, variant.method.lower())
     kwargs: dict[str, Any] = {"headers": variant.headers}
+    if variant.address:
+        kwargs["REMOTE_ADDR"] = variant.address
     if variant.body:
         kwargs.update(data=variant.body, content_type="application/json")
+    keys = draws(variant, count)
+    if keys is not None:
+
+        def call_next() -> Any:
+            chosen = next(keys)
+            return send(chosen.path, **{**kwargs, "headers": {"Authorization": f"Bearer {chosen.key}"}})
+
+        return call_next
     if variant.cold:
 
         def call() -> Any:
@@ -67,30 +100,36 @@ def run_inprocess(variants: list[Variant], rounds: int, requests: int) -> dict[s
 
     client = Client()
     _wait_for_invalidation_channel()
-    calls = {v.id: _caller(client, v) for v in variants}
+    samples = max(20, min(requests, 200))
+    # Enough fresh keys that no request of a burst repeats one (warm-up, bursts as itself and as a baseline, samples).
+    fresh_needed = 20 + 2 * rounds * (requests + 1) + samples
+    calls = {v.id: _caller(client, v, fresh_needed) for v in variants}
     for v in variants:  # warm up, and refuse to measure a wrong answer
-        for _ in range(20):
-            response = calls[v.id]()
-        if response.status_code != v.expected_status:
-            raise SystemExit(f"{v.id}: expected {v.expected_status}, got {response.status_code}: {response.content[:200]!r}")
+        # A throttled row first spends the address's failed authentications.
+        warm_ups = 20 + (THROTTLED_FAILED_AUTH_PER_MINUTE if v.expected_status == 429 else 0)
+        with settings_of(v):
+            statuses = [calls[v.id]().status_code for _ in range(warm_ups)]
+        # A pooled row must pass with every key it draws; the others once warm.
+        if statuses[-1] != v.expected_status or (v.pool is not None and set(statuses) != {v.expected_status}):
+            raise SystemExit(f"{v.id}: expected {v.expected_status}, got {sorted(set(statuses))}")
 
     def timed(v: Variant, beside: Variant) -> float:
         """Mean µs per request over one burst."""
         call = calls[v.id]
-        # Untimed: the other variants ran for longer than the cache's 1 s TTL since this one last did, so its
-        # first request would refresh the entry, a cost a serving worker spreads over a second of requests.
-        call()
-        started = time.perf_counter_ns()
-        for _ in range(requests):
+        with settings_of(v):
+            # Untimed: the other variants ran for longer than the cache's 1 s TTL since this one last did, so its
+            # first request would refresh the entry, a cost a serving worker spreads over a second of requests.
             call()
-        return (time.perf_counter_ns() - started) / requests / 1000
+            started = time.perf_counter_ns()
+            for _ in range(requests):
+                call()
+            return (time.perf_counter_ns() - started) / requests / 1000
 
     timings, pairs = run_pairs(variants, rounds, timed)
 
     results: dict[str, dict[str, Any]] = {}
-    samples = max(20, min(requests, 200))
     for v in variants:
-        with CaptureQueriesContext(connection) as captured:
+        with CaptureQueriesContext(connection) as captured, settings_of(v):
             for _ in range(samples):
                 calls[v.id]()
         kinds: dict[str, int] = {}
@@ -111,14 +150,15 @@ def profile_variant(variants: list[Variant], variant_id: str, requests: int) -> 
     from django.test import Client
 
     variant = next(v for v in variants if v.id == variant_id)
-    call = _caller(Client(), variant)
-    for _ in range(50):
-        call()
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(requests):
-        call()
-    profiler.disable()
+    call = _caller(Client(), variant, requests + 50)
+    with settings_of(variant):
+        for _ in range(50):
+            call()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(requests):
+            call()
+        profiler.disable()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(40)
     return out.getvalue()

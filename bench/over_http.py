@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -12,10 +13,12 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.variants import BASELINE, Variant, median_of_known, run_pairs
+from bench.seed import PopulationKey
+from bench.variants import Variant, median_of_known, run_pairs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 LUA_SCRIPT = BASE_DIR / "bench" / "wrk" / "request.lua"
@@ -24,14 +27,14 @@ GUNICORN_WORKER_CLASS = "gthread"
 GUNICORN_THREADS = 1
 
 
-def worker_connections(connections: int) -> int:
+def worker_connections(connections: int, workers: int = GUNICORN_WORKERS) -> int:
     """gunicorn's --worker-connections for `connections` client connections: each worker's fair share of them.
 
     Left at gunicorn's 1,000, a gthread worker took every connection it could, and in a third or more of
     the bursts all of wrk's landed on one worker while the other sat idle, halving that burst's req/s. Plus the
     serving threads: gunicorn keeps alive at most worker_connections - threads idle connections a worker.
     """
-    return -(-connections // GUNICORN_WORKERS) + GUNICORN_THREADS
+    return -(-connections // workers) + GUNICORN_THREADS
 
 
 def free_port() -> int:
@@ -43,17 +46,17 @@ def free_port() -> int:
 class Server:
     """gunicorn serving bench.settings on 127.0.0.1."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, connections: int) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, connections: int, workers: int = GUNICORN_WORKERS) -> None:
         self.port = free_port()
         self.log = open(log_path, "wb")
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "gunicorn", "backend.wsgi:application",
                 "--bind", f"127.0.0.1:{self.port}",
-                "--workers", str(GUNICORN_WORKERS),
+                "--workers", str(workers),
                 "--worker-class", GUNICORN_WORKER_CLASS,
                 "--threads", str(GUNICORN_THREADS),
-                "--worker-connections", str(worker_connections(connections)),
+                "--worker-connections", str(worker_connections(connections, workers)),
                 "--keep-alive", "30",
                 "--log-level", "warning",
             ],  # fmt: skip
@@ -105,25 +108,66 @@ class Server:
         self.log.close()
 
 
-def run_wrk(url: str, variant: Variant, seconds: float, connections: int) -> dict[str, Any]:
+# A fresh-key row's pool per second of a burst: more than a cold request rate on two cores, so no key repeats.
+FRESH_KEYS_PER_SECOND = 6_000
+
+
+def pool_for(variant: Variant, seconds: float) -> list[PopulationKey] | None:
+    if variant.fresh is not None:
+        return variant.fresh(int(FRESH_KEYS_PER_SECOND * max(1, round(seconds))))
+    return variant.pool
+
+
+def start_wrk(url: str, variant: Variant, seconds: float, connections: int) -> tuple[subprocess.Popen, threading.Thread | None]:
+    """wrk on one variant; a pooled row's keys go through a pipe (never a file), written by a thread as wrk reads."""
     env = {
         **os.environ,
         "BENCH_METHOD": variant.method,
         "BENCH_HEADER_NAME": next(iter(variant.headers), ""),
         "BENCH_HEADER_VALUE": next(iter(variant.headers.values()), ""),
         "BENCH_BODY": variant.body,
+        "BENCH_POOL_PATH": "",
+        "BENCH_ZIPF_S": "" if variant.zipf is None else str(variant.zipf),
+        "BENCH_SEED": str(secrets.randbelow(2**31)),
     }
+    pool = pool_for(variant, seconds)
+    read_end = write_end = None
+    if pool:
+        read_end, write_end = os.pipe()
+        env["BENCH_POOL_PATH"] = f"/dev/fd/{read_end}"
     duration = max(1, round(seconds))
-    result = subprocess.run(
+    process = subprocess.Popen(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "-s", str(LUA_SCRIPT), url + variant.path],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=duration + 30,
+        pass_fds=(read_end,) if read_end is not None else (),
     )
-    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    writer = None
+    if read_end is not None and write_end is not None and pool:
+        os.close(read_end)
+        lines = "".join(f"{entry.path} {entry.key}\n" for entry in pool).encode()
+
+        def write() -> None:
+            with os.fdopen(write_end, "wb") as pipe:
+                try:
+                    pipe.write(lines)
+                except BrokenPipeError:
+                    pass
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+    return process, writer
+
+
+def wrk_figures(variant: Variant, process: subprocess.Popen, writer: threading.Thread | None, timeout: float) -> dict[str, Any]:
+    stdout, stderr = process.communicate(timeout=timeout)
+    if writer is not None:
+        writer.join(timeout=5)
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if line is None:
-        raise SystemExit(f"wrk gave no figures for {variant.id}: {result.stdout} {result.stderr}")
+        raise SystemExit(f"wrk gave no figures for {variant.id}: {stdout} {stderr}")
     data = json.loads(line.removeprefix("BENCH_JSON "))
     return {
         "rps": data["requests"] / (data["duration_us"] / 1e6),
@@ -132,6 +176,11 @@ def run_wrk(url: str, variant: Variant, seconds: float, connections: int) -> dic
         "non_2xx": data["non_2xx"] + data["socket_errors"],
         "requests": data["requests"],
     }
+
+
+def run_wrk(url: str, variant: Variant, seconds: float, connections: int) -> dict[str, Any]:
+    process, writer = start_wrk(url, variant, seconds, connections)
+    return wrk_figures(variant, process, writer, timeout=max(1, round(seconds)) + 30)
 
 
 def run_python_load(url: str, variant: Variant, seconds: float, connections: int) -> dict[str, Any]:
@@ -188,14 +237,18 @@ def run_http(
 ) -> dict[str, dict[str, Any]]:
     load = run_wrk if shutil.which("wrk") else run_python_load
     clock_ticks = os.sysconf("SC_CLK_TCK")
+    by_id = {v.id: v for v in variants}
 
     def server_for(v: Variant) -> Server:
-        return servers["cold" if v.cold else "main"]
+        return servers[v.server_name()]
 
-    # Warm both workers' caches and connections; the baseline on both servers, as it runs beside the cold rows too.
-    baseline = next(v for v in variants if v.id == BASELINE)
-    for v, server in [(v, server_for(v)) for v in variants] + [(baseline, servers["cold"])]:
-        load(server.url, v, 1, connections)
+    # Warm every worker's cache and connections: each row on its server, after the rows it is paired with there.
+    warmed: set[tuple[str, str]] = set()
+    for v in variants:
+        for row in (by_id[v.paired_with], v):
+            if (v.server_name(), row.id) not in warmed:
+                warmed.add((v.server_name(), row.id))
+                load(server_for(v).url, row, 1, connections)
 
     def burst(v: Variant, beside: Variant) -> dict[str, Any]:
         # The baseline runs on its partner's server: the two bursts of a pair share the same worker processes.
@@ -211,6 +264,7 @@ def run_http(
         return result
 
     bursts, pairs = run_pairs(variants, rounds, burst)
+    counted = {v.id: count_round_trips(server_for(v), v, seconds, connections, load) for v in variants}
     return {
         v.id: {
             "rps": statistics.median(x["rps"] for x in bursts[v.id]),
@@ -221,6 +275,79 @@ def run_http(
             "cpu_us": median_of_known(x["cpu_us"] for x in bursts[v.id]),
             "ratio": statistics.median(measured["rps"] / base["rps"] for base, measured in pairs[v.id]),
             "cpu_ratio": median_of_known(_cpu_ratio(base, measured) for base, measured in pairs[v.id]),
+            **counted[v.id],
         }
         for v in variants
     }
+
+
+def _pg_statements(database: str) -> dict[str, int] | None:
+    """Calls per statement text in the bench database, from pg_stat_statements; None where it is not loaded."""
+    from bench.seed import admin_connection
+
+    try:
+        with admin_connection() as conn:
+            rows = conn.execute(
+                "SELECT query, calls FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = %s",
+                [database],
+            ).fetchall()
+    except Exception:
+        return None
+    return {query: calls for query, calls in rows}
+
+
+def _pg_reset() -> bool:
+    from bench.seed import admin_connection
+
+    try:
+        with admin_connection() as conn:
+            conn.execute("SELECT pg_stat_statements_reset()")
+        return True
+    except Exception:
+        return False
+
+
+def _redis_commands() -> dict[str, int]:
+    from lib.redis_client import redis_client
+
+    return {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in redis_client().info("commandstats").items()}
+
+
+def _short(statement: str) -> str:
+    """A statement's first words, enough to tell the key lookup from the health check and a write."""
+    text = " ".join(statement.split())
+    if '"digest" = ' in text:
+        return "key lookup"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def count_round_trips(server: Server, v: Variant, seconds: float, connections: int, load: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """One more burst, counted at the servers: PostgreSQL statements (pg_stat_statements, which also sees the
+    connection health check that CaptureQueriesContext misses) and Redis commands (INFO commandstats), per request."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]["NAME"]
+    pg_on = _pg_reset()
+    redis_before = _redis_commands()
+    result = load(server.url, v, seconds, connections)
+    redis_after = _redis_commands()
+    statements = _pg_statements(database) if pg_on else None
+    served = max(1, result["requests"])
+    redis_calls = {name: calls - redis_before.get(name, 0) for name, calls in redis_after.items()}
+    redis_calls["info"] = redis_calls.get("info", 1) - 1  # the second INFO above is ours
+    redis_calls = {name: calls for name, calls in redis_calls.items() if calls > 0}
+    figures: dict[str, Any] = {
+        "redis_per_request": sum(redis_calls.values()) / served,
+        "redis_kinds": {name: calls / served for name, calls in sorted(redis_calls.items(), key=lambda item: -item[1])},
+        "pg_per_request": None,
+        "pg_kinds": {},
+    }
+    if statements is not None:
+        kinds: dict[str, int] = {}
+        for statement, calls in statements.items():
+            if "pg_stat_statements" in statement:
+                continue
+            kinds[_short(statement)] = kinds.get(_short(statement), 0) + calls
+        figures["pg_per_request"] = sum(kinds.values()) / served
+        figures["pg_kinds"] = {name: calls / served for name, calls in sorted(kinds.items(), key=lambda item: -item[1])}
+    return figures

@@ -22,8 +22,9 @@ from typing import Any
 
 from bench.in_process import profile_variant, run_inprocess
 from bench.over_http import Server, run_http
-from bench.report import environment_lines, scale_table, targets_lines
+from bench.report import environment_lines, round_trip_lines, scale_table, targets_lines, traffic_lines
 from bench.seed import GROUPS, create_database, drop_database, seed
+from bench.traffic import memory_at, revocation_under_load
 from bench.variants import build_variants
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -38,9 +39,19 @@ SIZES: dict[str, dict[str, Any]] = {
         "requests": 200,
         "http_rounds": 7,
         "http_seconds": 1.0,
+        "mixed_keys": 10_000,
+        "memory_keys": [10_000, 100_000],
     },
     # tiny: an odd number of in-process rounds, so one burst that caught a full garbage collection is not the median
-    "tiny": {"scales": [(100, 1), (300, 20)], "rounds": 3, "requests": 20, "http_rounds": 1, "http_seconds": 0.5},
+    "tiny": {
+        "scales": [(100, 1), (300, 20)],
+        "rounds": 3,
+        "requests": 20,
+        "http_rounds": 1,
+        "http_seconds": 0.5,
+        "mixed_keys": 100,
+        "memory_keys": [100, 150],
+    },
 }
 
 
@@ -73,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rounds = args.rounds or preset["rounds"]
     args.requests = args.requests or preset["requests"]
     args.http_seconds = args.http_seconds or preset["http_seconds"]
+    args.mixed_keys = preset["mixed_keys"]
+    args.memory_keys = preset["memory_keys"]
     if args.scales:
         args.scale_list = [tuple(int(n) for n in item.split("x")) for item in args.scales.split(",")]
     else:
@@ -115,31 +128,43 @@ def main(argv: list[str] | None = None) -> int:
         profiles = []
         for keys_total, deployments_total in args.scale_list:
             print(f"seeding {keys_total:,} keys and {deployments_total:,} deployments ...", file=sys.stderr, flush=True)
-            fixtures = seed(keys_total, deployments_total, peer, groups=args.groups)
+            fixtures = seed(
+                keys_total, deployments_total, peer, groups=args.groups, population=max(args.mixed_keys, *args.memory_keys)
+            )
+            fixtures["mixed_keys"] = args.mixed_keys
             variants = build_variants(fixtures, peer)
             print(f"  seeded in {fixtures['seed_seconds']:.1f} s; in-process harness ...", file=sys.stderr, flush=True)
             inproc = run_inprocess(variants, args.rounds, args.requests)
             if args.profile:
                 profiles.append(profile_variant(variants, args.profile, max(args.requests, 500)))
             http = None
+            traffic: dict[str, Any] = {}
             if not args.no_http:
                 print("  HTTP harness ...", file=sys.stderr, flush=True)
                 connections.close_all()
                 env = dict(os.environ)
-                servers["main"] = Server(
-                    env, Path(os.environ.get("TMPDIR", "/tmp")) / f"{args.database}-main.log", args.connections
-                )
-                servers["cold"] = Server(
-                    {**env, "KEYSCOPE_VERIFICATION_CACHE_SECONDS": "0"},
-                    Path(os.environ.get("TMPDIR", "/tmp")) / f"{args.database}-cold.log",
-                    args.connections,
-                )
+                logs = Path(os.environ.get("TMPDIR", "/tmp"))
+                for v in variants:  # one server per distinct settings: the main one, the cache-off one, ...
+                    if v.server_name() not in servers:
+                        servers[v.server_name()] = Server(
+                            {**env, **v.server_env()}, logs / f"{args.database}-{len(servers)}.log", args.connections
+                        )
                 try:
                     http = run_http(variants, servers, args.http_rounds, args.http_seconds, args.connections)
                 finally:
                     for server in servers.values():
                         server.stop()
                     servers.clear()
+                mixed = next((v for v in variants if v.id == "mixed"), None)
+                if mixed is not None:
+                    print("  revocation under the mixed load ...", file=sys.stderr, flush=True)
+                    traffic["revocation"] = revocation_under_load(env, logs / f"{args.database}-revoke.log", mixed, args.connections)
+                if len(fixtures["population"]) >= args.memory_keys[0]:
+                    print("  memory as keys pile up ...", file=sys.stderr, flush=True)
+                    traffic["memory"] = memory_at(
+                        env, logs / f"{args.database}-memory.log", fixtures["population"], args.memory_keys, args.connections
+                    )
+                connections.close_all()
             d_filler, g_filler = fixtures["filler"]
             report += [
                 f"## {keys_total:,} keys, {deployments_total:,} deployment{'s' if deployments_total != 1 else ''} in the organization",
@@ -149,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
                 "",
                 *scale_table(variants, inproc, http),
                 "",
+                *round_trip_lines(variants, http),
+                *traffic_lines(traffic),
             ]
-            measured.append((fixtures, inproc, http))
+            measured.append((fixtures, inproc, http, traffic))
         report += ["## Targets", "", *targets_lines(measured), ""]
         text = "\n".join(report)
         print(text)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 RATE_LIMIT_ON = 1_000_000_000  # high enough never to answer 429: we measure the counting, not the refusal
 SCOPE_SIZE = 1_000
+POPULATION_LINKS = 3  # deployments each global key of the known population lists
 # The `scoped` key's allowed networks: nine that the bench's client is not in, then the loopback
 # it connects from (in-process and over HTTP), so every request compares against all ten.
 ALLOWED_NETWORKS = [f"198.51.100.{16 * n}/28" for n in range(5)] + [f"2001:db8:{n}::/48" for n in range(4)] + ["127.0.0.0/8"]
@@ -27,6 +31,11 @@ def create_database(name: str) -> None:
     with admin_connection() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+        # Statements counted at the server (bench/over_http.py), where scripts/with-services.sh preloads it.
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        except Exception as exc:
+            print(f"note: no pg_stat_statements ({type(exc).__name__}): statements are not counted at the server", file=sys.stderr)
 
 
 def drop_database(name: str) -> None:
@@ -77,8 +86,69 @@ def seed_groups(org: Any, deployments: list[Any], groups: int) -> list[Any]:
     return made
 
 
-def seed(keys_total: int, deployments_total: int, peer: bool, groups: int = GROUPS) -> dict[str, Any]:
-    """Empty the app tables, then seed one organization, its deployments and groups, the bench keys and filler keys."""
+@dataclass(frozen=True)
+class PopulationKey:
+    """One of the many keys whose secrets the bench knows: the path it calls and its full key (memory only)."""
+
+    path: str
+    key: str
+
+
+def seed_population(org: Any, deployments: list[Any], count: int) -> list[PopulationKey]:
+    """`count` active keys with secrets made here (never written anywhere): alternately deployment keys and
+    global keys listing POPULATION_LINKS deployments, every other one of each kind narrowed to the execute scope.
+
+    Each calls a deployment it opens (its own; one of its list), so every request passes. Keys are made in
+    this process (a checksum the server cannot compute) and copied in with COPY, links likewise.
+    """
+    from django.db import connection
+    from django.utils import timezone
+
+    from keys import crypto
+    from keys.models import DeploymentKey, GlobalApiDeploymentKey, GlobalKeyDeployment
+    from keys.scopes import DEPLOYMENTS_EXECUTE, EXECUTIONS_READ
+
+    both = json.dumps([DEPLOYMENTS_EXECUTE, EXECUTIONS_READ])
+    narrow = json.dumps([DEPLOYMENTS_EXECUTE])
+    now = timezone.now()
+    population: list[PopulationKey] = []
+    dep_rows, global_rows, links = [], [], []
+    for i in range(count):
+        kind: Any = "deployment" if i % 2 == 0 else "global"
+        full_key = crypto.generate_key(kind)
+        key_id = uuid.uuid4()
+        scopes = narrow if (i // 2) % 2 else both
+        common = [
+            key_id, f"population-{i:07d}", "", crypto.digest(full_key), crypto.last4(full_key), True, None, None, None,
+            0, None, None, now, now, crypto.KEYSCOPE_FORMAT, scopes, "[]",
+        ]  # fmt: skip
+        if kind == "deployment":
+            deployment = deployments[(i // 2) % len(deployments)]
+            dep_rows.append([*common, deployment.id])
+        else:
+            opened = [deployments[(i * 7 + n * 13) % len(deployments)] for n in range(POPULATION_LINKS)]
+            global_rows.append([*common, org.id, False])
+            links += [(key_id, d.id) for d in {d.id: d for d in opened}.values()]
+            deployment = opened[0]
+        population.append(PopulationKey(path=f"/bench/keyscope/{org.slug}/{deployment.slug}/", key=full_key))
+    raw = connection.connection
+    with raw.cursor() as cursor:
+        for model, extra, rows in (
+            (DeploymentKey, ["deployment_id"], dep_rows),
+            (GlobalApiDeploymentKey, ["organization_id", "allow_all_deployments"], global_rows),
+        ):
+            with cursor.copy(f"COPY {model._meta.db_table} ({', '.join([*KEY_COMMON_COLUMNS, *extra])}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        with cursor.copy(f"COPY {GlobalKeyDeployment._meta.db_table} (key_id, deployment_id) FROM STDIN") as copy:
+            for link in links:
+                copy.write_row(link)
+    return population
+
+
+def seed(keys_total: int, deployments_total: int, peer: bool, groups: int = GROUPS, population: int = 0) -> dict[str, Any]:
+    """Empty the app tables, then seed one organization, its deployments and groups, the bench keys, `population`
+    keys whose secrets the bench knows (at most half the keys) and filler keys."""
     from django.apps import apps
     from django.db import connection
 
@@ -135,7 +205,10 @@ def seed(keys_total: int, deployments_total: int, peer: bool, groups: int = GROU
     assert crypto.key_kind(keys["junk"]) is None
 
     phases["bench keys"] = time.perf_counter() - started - sum(phases.values())
-    filler = max(0, keys_total - 7)
+    population = min(population, keys_total // 2)
+    known = seed_population(org, deployments, population)
+    phases["known keys"] = time.perf_counter() - started - sum(phases.values())
+    filler = max(0, keys_total - 7 - population)
     filler_deployment_keys = filler // 2
     filler_global_keys = filler - filler_deployment_keys
     salt = secrets.token_hex(8)
@@ -200,6 +273,9 @@ def seed(keys_total: int, deployments_total: int, peer: bool, groups: int = GROU
     phases["analyze"] = seconds - sum(phases.values())
     print("  seeding: " + ", ".join(f"{name} {t:.1f} s" for name, t in phases.items()), file=sys.stderr)
     forget_worker_state()  # what the bench measures starts from an empty cache and empty counters
+    from bench.views import bench_key
+
+    bench_key.cache_clear()  # the key the no-auth execute row stands in with: this scale's
     return {
         "org_slug": org.slug,
         "deployment_slug": target.slug,
@@ -212,4 +288,5 @@ def seed(keys_total: int, deployments_total: int, peer: bool, groups: int = GROU
         "deployments_total": deployments_total,
         "seed_seconds": seconds,
         "filler": (filler_deployment_keys, filler_global_keys),
+        "population": known,
     }

@@ -5,7 +5,7 @@ rest_framework_api_key. BENCH_DATABASE_NAME points the run at its own database.
 """
 
 from backend.settings import *  # noqa: F403
-from backend.settings import DATABASES, INSTALLED_APPS, env
+from backend.settings import DATABASES, INSTALLED_APPS, MIDDLEWARE, env
 
 try:
     import rest_framework_api_key  # noqa: F401
@@ -17,3 +17,4 @@ except ImportError:
 
 ROOT_URLCONF = "bench.urls"
 DATABASES["default"]["NAME"] = env.str("BENCH_DATABASE_NAME", default=DATABASES["default"]["NAME"])
+MIDDLEWARE = ["bench.views.WorkerHeaderMiddleware", *MIDDLEWARE]

@@ -2,9 +2,11 @@
 
 from django.urls import include, path
 
-from bench.views import KeyscopeView, NoAuthView, peer_view
+from bench.views import ExecuteNoAuthView, KeyscopeView, NoAuthView, cache_stats, peer_view
 
 urlpatterns = [
+    path("bench/execute-noauth/<str:org_slug>/<str:deployment_slug>/", ExecuteNoAuthView.as_view(), name="bench-execute-noauth"),
+    path("bench/cache-stats/", cache_stats, name="bench-cache-stats"),
     path("bench/noauth/<str:org_slug>/<str:deployment_slug>/", NoAuthView.as_view(), name="bench-noauth"),
     path("bench/keyscope/<str:org_slug>/<str:deployment_slug>/", KeyscopeView.as_view(), name="bench-keyscope"),
     path("", include("backend.urls")),

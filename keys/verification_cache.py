@@ -151,3 +151,8 @@ def flush() -> None:
     """Forget every cached verification answer here, and tell every other worker to."""
     local_cache.clear()
     _bus.publish()
+
+
+def stats() -> dict[str, int]:
+    """How many answers this worker holds (what the bench reports beside the worker's memory)."""
+    return {"entries": len(local_cache._entries)}

@@ -68,11 +68,15 @@ if [ -z "${DATABASE_URL:-}" ]; then
     mkdir -p "$PG_DATA"
     [ "$(id -u)" = "0" ] && chown nobody "$PG_DATA" "$TMP_ROOT"
     PG_PORT=$(free_port)
+    # pg_stat_statements, where installed, lets `make bench` count statements at the server.
+    PG_PRELOAD=""
+    PG_LIBDIR=$(dirname "$(readlink -f "$INITDB")")/../lib
+    [ -f "$PG_LIBDIR/pg_stat_statements.so" ] && PG_PRELOAD="-c shared_preload_libraries=pg_stat_statements"
     say "starting a throwaway PostgreSQL ($("$INITDB" --version | awk '{print $NF}')) on 127.0.0.1:$PG_PORT"
     "${AS_PG[@]}" "$INITDB" -D "$PG_DATA" -U postgres --auth=trust --no-sync -E UTF8 >"$TMP_ROOT/initdb.log" 2>&1 \
       || { cat "$TMP_ROOT/initdb.log" >&2; fail "initdb failed"; }
     "${AS_PG[@]}" "$PG_CTL" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 \
-      -o "-p $PG_PORT -k $PG_DATA -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+      -o "-p $PG_PORT -k $PG_DATA -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 $PG_PRELOAD" \
       start >/dev/null || { cat "$PG_DATA/server.log" >&2; fail "PostgreSQL did not start"; }
     export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
     export KEYSCOPE_TEST_PG_BINDIR
