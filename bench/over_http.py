@@ -233,7 +233,14 @@ def _cpu_ratio(base: dict[str, Any], measured: dict[str, Any]) -> float | None:
 
 
 def run_http(
-    variants: list[Variant], servers: dict[str, Server], rounds: int, seconds: float, connections: int
+    variants: list[Variant],
+    servers: dict[str, Server],
+    rounds: int,
+    seconds: float,
+    connections: int,
+    *,
+    warm_up: bool = True,
+    count_at_servers: bool = True,
 ) -> dict[str, dict[str, Any]]:
     load = run_wrk if shutil.which("wrk") else run_python_load
     clock_ticks = os.sysconf("SC_CLK_TCK")
@@ -244,7 +251,7 @@ def run_http(
 
     # Warm every worker's cache and connections: each row on its server, after the rows it is paired with there.
     warmed: set[tuple[str, str]] = set()
-    for v in variants:
+    for v in variants if warm_up else []:
         for row in (by_id[v.paired_with], v):
             if (v.server_name(), row.id) not in warmed:
                 warmed.add((v.server_name(), row.id))
@@ -264,7 +271,11 @@ def run_http(
         return result
 
     bursts, pairs = run_pairs(variants, rounds, burst)
-    counted = {v.id: count_round_trips(server_for(v), v, seconds, connections, load) for v in variants}
+    nothing_counted: dict[str, Any] = {"pg_per_request": None, "pg_kinds": {}, "redis_per_request": None, "redis_kinds": {}}
+    counted = {
+        v.id: count_round_trips(server_for(v), v, seconds, connections, load) if count_at_servers else nothing_counted
+        for v in variants
+    }
     return {
         v.id: {
             "rps": statistics.median(x["rps"] for x in bursts[v.id]),

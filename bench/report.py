@@ -110,7 +110,7 @@ def scale_table(variants: list[Variant], inproc: dict, http: dict | None) -> lis
 
 def round_trip_lines(variants: list[Variant], http: dict | None) -> list[str]:
     """What each row's requests cost PostgreSQL and Redis, counted at the servers over one more burst."""
-    if not http:
+    if not http or all(h["redis_per_request"] is None for h in http.values()):
         return []
     lines = [
         "Round trips counted at the servers over one more burst of each row, per request: PostgreSQL statements"
@@ -121,7 +121,7 @@ def round_trip_lines(variants: list[Variant], http: dict | None) -> list[str]:
     for v in variants:
         h = http[v.id]
         pg = "n/a (pg_stat_statements not loaded)" if h["pg_per_request"] is None else f"{h['pg_per_request']:.2f}{_kinds(h['pg_kinds'])}"
-        lines.append(f"- `{v.id}`: PostgreSQL {pg}; Redis {h['redis_per_request']:.2f}{_kinds(h['redis_kinds'])}")
+        lines.append(f"- `{v.id}`: PostgreSQL {pg}; Redis {_fmt(h['redis_per_request'], '.2f')}{_kinds(h['redis_kinds'])}")
     return [*lines, ""]
 
 

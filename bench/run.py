@@ -150,16 +150,26 @@ def main(argv: list[str] | None = None) -> int:
                             {**env, **v.server_env()}, logs / f"{args.database}-{len(servers)}.log", args.connections
                         )
                 try:
-                    http = run_http(variants, servers, args.http_rounds, args.http_seconds, args.connections)
+                    # The round trips, the revocation and memory at the last (largest) scale only; tiny runs skip the warm-up.
+                    last = (keys_total, deployments_total) == args.scale_list[-1]
+                    http = run_http(
+                        variants,
+                        servers,
+                        args.http_rounds,
+                        args.http_seconds,
+                        args.connections,
+                        warm_up=args.size != "tiny",
+                        count_at_servers=last,
+                    )
                 finally:
                     for server in servers.values():
                         server.stop()
                     servers.clear()
                 mixed = next((v for v in variants if v.id == "mixed"), None)
-                if mixed is not None:
+                if mixed is not None and last:
                     print("  revocation under the mixed load ...", file=sys.stderr, flush=True)
                     traffic["revocation"] = revocation_under_load(env, logs / f"{args.database}-revoke.log", mixed, args.connections)
-                if len(fixtures["population"]) >= args.memory_keys[0]:
+                if last and len(fixtures["population"]) >= args.memory_keys[0]:
                     print("  memory as keys pile up ...", file=sys.stderr, flush=True)
                     traffic["memory"] = memory_at(
                         env, logs / f"{args.database}-memory.log", fixtures["population"], args.memory_keys, args.connections

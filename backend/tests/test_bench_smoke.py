@@ -45,7 +45,7 @@ def test_bench_prints_every_variant_with_numeric_ratios(tmp_path):
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run"], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "bench.run"], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=900
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
