@@ -289,7 +289,11 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="keyscope <keyscope@l
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Verification cache, rate limits, login throttling (see README "Several workers")
-KEYSCOPE_VERIFICATION_CACHE_SECONDS = env.float("KEYSCOPE_VERIFICATION_CACHE_SECONDS", default=1.0)
+# Answers live until a write invalidates them (keys/verification_cache.py); this caps their age (0: no cache).
+KEYSCOPE_VERIFICATION_CACHE_SECONDS = env.float("KEYSCOPE_VERIFICATION_CACHE_SECONDS", default=300.0)
+# How often a worker reads the database's verification stamp: the bound on a write that no message announced.
+KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS = env.float("KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS", default=0.5)
+KEYSCOPE_VERIFICATION_CACHE_MAX_NEGATIVE = env.int("KEYSCOPE_VERIFICATION_CACHE_MAX_NEGATIVE", default=10_000)
 # A thread per process writes buffered usage once a second (keys/usage.py); tests flush by hand.
 KEYSCOPE_USAGE_FLUSH_THREAD = env.bool("KEYSCOPE_USAGE_FLUSH_THREAD", default=not TESTING)
 KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES = env.int("KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES", default=100_000)

@@ -498,3 +498,17 @@ class KeyUsageDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key_id} on {self.day}: {self.count}"
+
+
+class VerificationStamp(models.Model):
+    """One row whose version every write that could change a key check moves on (keys/verification_cache.py).
+
+    Written in the write's own transaction, by whatever process makes it (a worker, the admin, a `manage.py`
+    command), and read by every worker at most twice a second: a worker that sees it move empties its
+    verification cache, so a write is honoured within that bound even when no flush message reached it.
+    """
+
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"verification stamp {self.version}"

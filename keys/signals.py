@@ -32,7 +32,7 @@ from keys.models import (
     group_move_errors,
 )
 from keys.services import deployment_keys_remove, group_keys_remove
-from keys.verification_cache import flush
+from keys.verification_cache import flush, move_stamp
 from organizations.models import Organization
 
 WATCHED = (
@@ -50,8 +50,11 @@ SCOPE_LINKS = (GlobalKeyDeployment, GlobalKeyGroup, GroupDeployment)
 
 
 def _flush_now_and_on_commit(**kwargs: Any) -> None:
-    # Now, so this process refuses a revoked key on its very next request; again
-    # after commit, so no worker keeps an answer it read before the commit.
+    # The stamp in the write's own transaction: every worker of every host flushes within half a
+    # second of the commit, whatever becomes of the messages. The flush now, so this process refuses
+    # a revoked key on its very next request; again after commit, so no worker keeps an answer it
+    # read before the commit.
+    move_stamp()
     flush()
     transaction.on_commit(flush)
 

@@ -18,7 +18,7 @@ from deployments.models import Deployment, DeploymentGroup
 from keys import crypto
 from keys.lookup import DeploymentRef, VerifiedKey, lookup_for
 from keys.models import deployments_in_scope
-from keys.verification_cache import MISSING, local_cache
+from keys.verification_cache import MISSING, check_stamp, local_cache
 
 UNKNOWN = "unknown"  # the negative entry: no key ever had this digest
 
@@ -51,6 +51,7 @@ def verify(
     key_digest = crypto.presented_digest(candidate, accept_uuid_keys=accept_uuid_keys)
     if key_digest is None:
         return None, None
+    check_stamp()
     entry = local_cache.get(("key", key_digest))
     if entry is UNKNOWN:
         return None, None
@@ -63,7 +64,7 @@ def verify(
         before_lookup()
     generation = local_cache.generation
     key, fetched = lookup_for(found).run(found.digest, deployment_slug)
-    local_cache.set(("key", found.digest), UNKNOWN if key is None else key, generation)
+    local_cache.set(("key", found.digest), UNKNOWN if key is None else key, generation, negative=key is None)
     # Only a key that passes makes use of the deployment read beside it.
     if key is None or deployment_slug is None or key.failure_at(timezone.now()) is not None:
         return key, None

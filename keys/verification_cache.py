@@ -1,12 +1,23 @@
-"""A per-worker cache of verification results, flushed on every key or deployment write.
+"""A per-worker cache of verification results, kept until a write invalidates them.
 
 Verified keys, unknown digests, deployments and scope answers are kept in each
-worker's memory for at most `KEYSCOPE_VERIFICATION_CACHE_SECONDS`, so a warm
-request makes no query and no network round trip. Any write that could change
-an answer (keys/signals.py) flushes this worker's cache at once and publishes a
-flush on Redis; every other worker subscribes and flushes within milliseconds.
-A worker whose subscription is down does not cache at all, and the TTL bounds
-what a missed message can leave behind.
+worker's memory, so a warm request makes no query and no network round trip.
+Any write that could change an answer (keys/signals.py) flushes this worker's
+cache at once, publishes a flush on Redis (every other worker subscribes and
+flushes within milliseconds) and moves the database's verification stamp on,
+in the write's own transaction. Every worker reads that stamp at most every
+KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS (0.5) and empties its cache when it
+moved: so a write is honoured within that bound by every worker and host even
+when its flush message was lost or never sent (a writer without Redis, a
+subscriber that missed a message), and with or without Redis. With Redis, a
+worker whose subscription is down does not cache at all, and one that
+(re)subscribes starts empty. KEYSCOPE_VERIFICATION_CACHE_SECONDS caps an
+entry's age whatever happens (0: no caching).
+
+Unknown digests (negative entries) live apart, at most
+KEYSCOPE_VERIFICATION_CACHE_MAX_NEGATIVE of them, the oldest dropped first, so
+a flood of distinct unknown keys cannot push valid keys out; valid answers are
+bounded by KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES, the oldest dropped first.
 
 Cache keys are digests and ids only, never a key.
 """
@@ -18,9 +29,11 @@ import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 
 from lib.redis_client import redis_client
 
@@ -32,36 +45,53 @@ MISSING = object()
 
 class LocalCache:
     def __init__(self) -> None:
-        self._entries: dict[Any, tuple[float, Any]] = {}
+        self._entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self._negative: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
         # Bumped by every flush: a value computed before a flush must not be stored after it.
         self.generation = 0
+        self.stamp: int | None = None  # the database's verification stamp when last read
+        self.stamp_read_at = float("-inf")
 
     def get(self, key: Any) -> Any:
         entry = self._entries.get(key)
         if entry is None:
-            return MISSING
+            entry = self._negative.get(key)
+            if entry is None:
+                return MISSING
         expires, value = entry
         if expires < time.monotonic():
-            self._entries.pop(key, None)
+            with self._lock:
+                self._entries.pop(key, None)
+                self._negative.pop(key, None)
             return MISSING
         return value
 
-    def set(self, key: Any, value: Any, generation: int) -> None:
+    def set(self, key: Any, value: Any, generation: int, *, negative: bool = False) -> None:
+        """Keep `value` (computed at `generation`); `negative`: an answer for an unknown digest, kept apart."""
         ttl = settings.KEYSCOPE_VERIFICATION_CACHE_SECONDS
         if ttl <= 0 or not _bus.healthy():
             return
+        entries, most = (
+            (self._negative, settings.KEYSCOPE_VERIFICATION_CACHE_MAX_NEGATIVE)
+            if negative
+            else (self._entries, settings.KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES)
+        )
         with self._lock:
             if generation != self.generation:
                 return
-            if len(self._entries) >= settings.KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[key] = (time.monotonic() + ttl, value)
+            while len(entries) >= max(1, most):
+                entries.popitem(last=False)
+            entries[key] = (time.monotonic() + ttl, value)
 
     def clear(self) -> None:
         with self._lock:
             self.generation += 1
             self._entries.clear()
+            self._negative.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries) + len(self._negative)
 
 
 local_cache = LocalCache()
@@ -155,4 +185,49 @@ def flush() -> None:
 
 def stats() -> dict[str, int]:
     """How many answers this worker holds (what the bench reports beside the worker's memory)."""
-    return {"entries": len(local_cache._entries)}
+    return {"entries": len(local_cache), "negative_entries": len(local_cache._negative)}
+
+
+_STAMP_TABLE = "keys_verificationstamp"  # keys.models.VerificationStamp, one row (id 1)
+
+
+def _raw(sql: str) -> Any:
+    """Run `sql` on this thread's connection, in its transaction if any, outside Django's query log: this is
+    the cache's own bookkeeping (as Django's health check is), not a query of the request it rides on."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(sql)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    return None if row is None else row[0]
+
+
+def move_stamp() -> None:
+    """Move the database's verification stamp on (in the caller's transaction): every worker flushes within
+    KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS of the commit, whether or not a flush message reaches it."""
+    version = _raw(
+        f"INSERT INTO {_STAMP_TABLE} (id, version) VALUES (1, 1) "
+        f"ON CONFLICT (id) DO UPDATE SET version = {_STAMP_TABLE}.version + 1 RETURNING version"
+    )
+    local_cache.stamp = version  # our own move: this cache is flushed by the writer already
+
+
+def check_stamp() -> None:
+    """Empty this worker's cache if the database's stamp moved since it was last read (at most every
+    KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS); a stamp that cannot be read empties it too."""
+    now = time.monotonic()
+    if now - local_cache.stamp_read_at < settings.KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS:
+        return
+    local_cache.stamp_read_at = now
+    try:
+        stamp = _raw(f"SELECT version FROM {_STAMP_TABLE} WHERE id = 1") or 0
+    except DatabaseError:
+        local_cache.clear()
+        local_cache.stamp = None
+        return
+    if local_cache.stamp is not None and stamp != local_cache.stamp:
+        local_cache.clear()
+    local_cache.stamp = stamp

@@ -13,5 +13,6 @@ def forget_worker_state() -> None:
     usage.forget_usage()  # counted against a database that is gone (a test's, rolled back)
     cache.clear()  # with Redis, a FLUSHDB of REDIS_URL's database: the counters
     verification_cache.local_cache.clear()
+    verification_cache.local_cache.stamp, verification_cache.local_cache.stamp_read_at = None, float("-inf")
     ratelimit.forget_leases()
     ratelimit.forget_throttled()

@@ -19,12 +19,14 @@ from unittest import mock
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from deployments.models import Deployment
 from keys import crypto, verification_cache
+from keys.models import VerificationStamp
 from keys.services import key_update
 from keys.tests.factories import issue_global_key
 from keys.tests.helpers import Clock, assert_error, bearer, execute, needs_redis
@@ -190,6 +192,75 @@ def test_an_entry_lives_no_longer_than_the_ttl(client, global_all_key_a, monkeyp
 
     with django_assert_num_queries(1):
         assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
+
+
+def test_an_entry_outlives_a_second_while_nothing_is_written(client, global_all_key_a, monkeypatch, django_assert_num_queries):
+    _, full_key = global_all_key_a
+    clock = Clock()
+    monkeypatch.setattr(verification_cache, "time", clock)
+    client.get("/api/v1/key/", **bearer(full_key))
+
+    clock.advance(60)  # the stamp is read again, and has not moved
+
+    with django_assert_num_queries(0):
+        assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
+
+
+def another_process_revokes(key) -> None:
+    """What a write by another process leaves here when its flush message never arrives: the row, and the stamp."""
+    type(key).objects.filter(pk=key.pk).update(revoked_at=timezone.now())  # no signal: no flush, no message
+    VerificationStamp.objects.filter(pk=1).update(version=F("version") + 1)
+
+
+def test_a_revoked_key_is_refused_under_a_long_lived_cache_though_no_message_came(client, global_all_key_a, monkeypatch):
+    key, full_key = global_all_key_a
+    clock = Clock()
+    monkeypatch.setattr(verification_cache, "time", clock)
+    assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
+
+    another_process_revokes(key)
+    clock.advance(settings.KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS)
+
+    assert_error(client.get("/api/v1/key/", **bearer(full_key)), 401, "key_revoked")
+
+
+def test_a_stamp_that_cannot_be_read_empties_the_cache(client, global_all_key_a, monkeypatch, django_assert_num_queries):
+    key, full_key = global_all_key_a
+    clock = Clock()
+    monkeypatch.setattr(verification_cache, "time", clock)
+    client.get("/api/v1/key/", **bearer(full_key))
+
+    def unreadable(sql: str) -> None:
+        raise DatabaseError("gone")
+
+    monkeypatch.setattr(verification_cache, "_raw", unreadable)
+    clock.advance(settings.KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS)
+
+    with django_assert_num_queries(1):  # looked up again, not answered from what may be stale
+        assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
+
+
+def test_a_flood_of_unknown_keys_cannot_push_a_valid_key_out(client, deployment_key_a1, settings):
+    settings.KEYSCOPE_VERIFICATION_CACHE_MAX_NEGATIVE = 5
+    _, full_key = deployment_key_a1
+    timed_execute(client, full_key)
+
+    for _ in range(50):
+        assert_error(execute(client, "org-a", "a-one", crypto.generate_key("deployment")), 401, "invalid_key")
+
+    assert timed_execute(client, full_key) == [EXECUTION_INSERT]  # still warm
+    assert verification_cache.stats()["negative_entries"] == 5
+
+
+def test_the_oldest_answers_go_first_when_the_cache_is_full(client, org_a, deployment_a1, settings):
+    keys = [issue_global_key(org_a, name=f"k{n}", allow_all_deployments=True)[1] for n in range(3)]
+    settings.KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES = 3  # each key's answer, and one deployment
+    for full_key in keys:
+        timed_execute(client, full_key)
+
+    assert timed_execute(client, keys[-1]) == [EXECUTION_INSERT]  # the newest stays
+    assert timed_execute(client, keys[1]) == [EXECUTION_INSERT]  # and the one before: not the whole cache emptied
+    assert KEY_SELECT in timed_execute(client, keys[0])  # the oldest went
 
 
 def test_a_flush_published_by_another_worker_empties_this_cache(client, global_all_key_a, django_assert_num_queries):
