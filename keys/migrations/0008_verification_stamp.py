@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('keys', '0006_key_usage_day'),
+        ('keys', '0007_key_usage_day'),
     ]
 
     operations = [
