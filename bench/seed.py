@@ -118,10 +118,14 @@ def seed_population(org: Any, deployments: list[Any], count: int) -> list[Popula
         full_key = crypto.generate_key(kind)
         key_id = uuid.uuid4()
         scopes = narrow if (i // 2) % 2 else both
-        common = [
-            key_id, f"population-{i:07d}", "", crypto.digest(full_key), crypto.last4(full_key), True, None, None, None,
-            0, None, None, now, now, crypto.KEYSCOPE_FORMAT, scopes, "[]",
-        ]  # fmt: skip
+        values = {
+            "id": key_id, "name": f"population-{i:07d}", "description": "", "digest": crypto.digest(full_key),
+            "last4": crypto.last4(full_key), "is_active": True, "expires_at": None, "revoked_at": None,
+            "last_used_at": None, "rate_limit_per_minute": 0, "created_by_id": None, "modified_by_id": None,
+            "created_at": now, "modified_at": now, "format": crypto.KEYSCOPE_FORMAT, "scopes": scopes,
+            "allowed_ips": "[]", "revocation_reason": "",
+        }  # fmt: skip
+        common = [values[column] for column in KEY_COMMON_COLUMNS]  # a new column: a KeyError naming it here
         if kind == "deployment":
             deployment = deployments[(i // 2) % len(deployments)]
             dep_rows.append([*common, deployment.id])
