@@ -165,11 +165,12 @@ def test_threads_of_one_worker_reserving_at_once_keep_every_request_they_reserve
     assert calls == []
 
 
-def test_remaining_catches_up_with_the_other_workers_within_a_second(deployment_a1, clock):
+def test_remaining_catches_up_with_the_other_workers_within_a_second_past_half_the_limit(deployment_a1, clock):
     row, _ = issue_deployment_key(deployment_a1, rate_limit_per_minute=1000)  # leases of 10
     key = verified(row)
     workers = Workers(2)
-    assert workers.check(0, key).remaining == 999
+    for _ in range(501):  # past half the limit, here: 51 leases of 10 reserved, 9 left
+        workers.check(0, key)
     for _ in range(50):
         workers.check(1, key)
 
@@ -178,10 +179,22 @@ def test_remaining_catches_up_with_the_other_workers_within_a_second(deployment_
     with counting_round_trips() as calls:
         later = workers.check(0, key)
 
-    assert soon.remaining == 998  # the lease's own view, a moment old
+    assert soon.remaining == 1000 - 510 + 8  # the lease's own view, a moment old
     assert calls == [0]  # a read of the count, reserving nothing
-    # 10 reserved here (3 used) and 50 by the other worker: 1000 - 60 + 7 left here.
-    assert later.remaining == 947
+    # 510 reserved here (503 used) and 50 by the other worker: 1000 - 560 + 7 left here.
+    assert later.remaining == 447
+
+
+def test_a_key_that_calls_rarely_spends_its_lease_without_a_round_trip_per_request(deployment_a1, clock):
+    row, _ = issue_deployment_key(deployment_a1, rate_limit_per_minute=1000)  # leases of 10
+    key = verified(row)
+
+    with counting_round_trips() as calls:
+        for _ in range(10):  # one request every five seconds, all in one window
+            assert not ratelimit.check_key(key).exceeded
+            clock.advance(5)
+
+    assert calls == [10]  # one lease, reserved once
 
 
 @pytest.mark.parametrize("fail_open", [True, False])
