@@ -27,8 +27,8 @@ from django.utils import timezone
 from deployments.models import Deployment
 from keys import crypto, verification_cache
 from keys.models import VerificationStamp
-from keys.services import key_update
-from keys.tests.factories import issue_global_key
+from keys.services import key_rotate, key_update
+from keys.tests.factories import import_deployment_key, issue_deployment_key, issue_global_key
 from keys.tests.helpers import Clock, assert_error, bearer, execute, needs_redis
 from lib.redis_client import redis_client
 
@@ -300,3 +300,40 @@ def test_this_workers_own_flush_echo_does_not_empty_its_cache_again(client, glob
 
     assert seen
     assert verification_cache.local_cache._entries
+
+
+WRITES_THAT_MAKE_A_DIGEST_KNOWN = {
+    "issue": lambda org, deployment, admin: issue_global_key(org, name="new", allow_all_deployments=True),
+    "rotate": lambda org, deployment, admin: key_rotate(key=issue_deployment_key(deployment, name="r")[0], actor=admin),
+    "import": lambda org, deployment, admin: import_deployment_key(deployment, name="moved in"),
+}
+
+
+@pytest.mark.parametrize("write", WRITES_THAT_MAKE_A_DIGEST_KNOWN)
+def test_negative_entries_are_dropped_by_every_write_that_makes_a_digest_known(client, org_a, deployment_a1, admin_a, write):
+    for _ in range(3):
+        execute(client, "org-a", "a-one", crypto.generate_key("deployment"))
+    assert verification_cache.stats()["negative_entries"] == 3
+
+    WRITES_THAT_MAKE_A_DIGEST_KNOWN[write](org_a, deployment_a1, admin_a)
+
+    assert verification_cache.stats()["negative_entries"] == 0
+
+
+def test_a_subscriber_that_lost_its_connection_starts_empty(client, global_all_key_a, django_assert_num_queries):
+    """What was published while it was away is lost to it: it forgets everything, and caches again once back."""
+    needs_redis("THE INVALIDATION LISTENER'S RECONNECTION")
+    _, full_key = global_all_key_a
+    client.get("/api/v1/key/", **bearer(full_key))
+    assert verification_cache.stats()["entries"] > 0
+
+    assert redis_client().client_kill_filter(_type="pubsub") >= 1
+    deadline = time.monotonic() + 10.0
+    while verification_cache.stats()["entries"] or not verification_cache._bus.healthy():
+        assert time.monotonic() < deadline, "the listener neither flushed nor subscribed again"
+        time.sleep(0.01)
+
+    with django_assert_num_queries(1):  # looked up again, then cached again
+        assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
+    with django_assert_num_queries(0):
+        assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
