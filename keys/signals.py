@@ -49,14 +49,28 @@ WATCHED = (
 SCOPE_LINKS = (GlobalKeyDeployment, GlobalKeyGroup, GroupDeployment)
 
 
-def _flush_now_and_on_commit(**kwargs: Any) -> None:
+def _tags(sender: type, instance: Any = None, **kwargs: Any) -> frozenset[str] | None:
+    """What a write of `sender` could change in a verification answer (keys.verification_cache.LocalCache.drop)."""
+    if sender in (DeploymentKey, GlobalApiDeploymentKey):
+        return frozenset({f"key:{instance.pk}"})
+    if sender is RetiredSecret:
+        return frozenset({f"key:{instance.key_id}"})
+    if sender in SCOPE_LINKS or sender is DeploymentGroup:
+        return frozenset({"scope"})
+    if sender is Deployment:
+        return frozenset({"deployment"})
+    return None  # an organization (its slug, its default limit): every answer
+
+
+def _flush_now_and_on_commit(sender: type, **kwargs: Any) -> None:
     # The stamp in the write's own transaction: every worker of every host flushes within half a
     # second of the commit, whatever becomes of the messages. The flush now, so this process refuses
     # a revoked key on its very next request; again after commit, so no worker keeps an answer it
-    # read before the commit.
-    move_stamp()
-    flush()
-    transaction.on_commit(flush)
+    # read before the commit. Both drop only what the write could change.
+    tags = _tags(sender, **kwargs)
+    stamp = move_stamp()
+    flush(tags)
+    transaction.on_commit(lambda: flush(tags, stamp))
 
 
 def _deployment_move_errors(sender: type, deployment: Deployment, **kwargs: Any) -> dict[str, str]:

@@ -90,8 +90,39 @@ class LocalCache:
             self._entries.clear()
             self._negative.clear()
 
+    def drop(self, tags: frozenset[str] | None) -> None:
+        """Forget the answers a write with these tags could have changed (None: every answer).
+
+        "key:<id>": that key's answers (its secrets, its scope answers), and every unknown digest, as
+        the write may have made one known; "scope": every scope answer (links, groups and their
+        memberships); "deployment": every deployment and scope answer. Keys' own answers hold no
+        deployment or group state, so those writes leave them warm.
+        """
+        if tags is None:
+            self.clear()
+            return
+        keys = {tag[4:] for tag in tags if tag.startswith("key:")}
+        scopes = "scope" in tags or "deployment" in tags
+        with self._lock:
+            self.generation += 1
+            if keys:
+                self._negative.clear()
+            for name in [name for name, (_, value) in self._entries.items() if _touched(name, value, keys, scopes, tags)]:
+                del self._entries[name]
+
     def __len__(self) -> int:
         return len(self._entries) + len(self._negative)
+
+
+def _touched(name: tuple[Any, ...], value: Any, keys: set[str], scopes: bool, tags: frozenset[str]) -> bool:
+    kind = name[0]
+    if kind == "key":
+        return value.id in keys
+    if kind in ("scope", "scope-slugs"):
+        return scopes or name[1] in keys
+    if kind == "deployment":
+        return "deployment" in tags
+    return True  # an answer of a kind this does not know: not worth the risk
 
 
 local_cache = LocalCache()
@@ -121,11 +152,13 @@ class InvalidationBus:
             self._token, self._token_pid = f"{pid}-{uuid.uuid4().hex}", pid
         return self._token
 
-    def publish(self) -> None:
+    def publish(self, tags: frozenset[str] | None = None, stamp: int | None = None) -> None:
+        """`token` alone flushes everything; `token|stamp|tag,tag` what the tags name, the stamp the write left."""
         if not settings.REDIS_URL:
             return
+        message = self.token() if tags is None else f"{self.token()}|{stamp if stamp is not None else ''}|{','.join(sorted(tags))}"
         try:
-            redis_client().publish(CHANNEL, self.token())
+            redis_client().publish(CHANNEL, message)
         except Exception as exc:  # Redis down: other workers stop caching on their own.
             logger.warning("could not publish a cache flush: %s", type(exc).__name__)
 
@@ -156,10 +189,10 @@ class InvalidationBus:
                         local_cache.clear()
                         self._subscribed.set()
                         backoff = 0.1
-                    elif message.get("type") == "message" and message.get("data") != own:
+                    elif message.get("type") == "message" and message.get("data").split(b"|", 1)[0] != own:
                         # Our own flushes cleared this cache before they were sent; clearing it
                         # again on their echo would only drop answers cached since.
-                        local_cache.clear()
+                        _receive(message["data"].decode(errors="replace"))
             except Exception as exc:
                 logger.warning("cache invalidation channel down, caching off until it returns: %s", type(exc).__name__)
             finally:
@@ -177,10 +210,24 @@ class InvalidationBus:
 _bus = InvalidationBus()
 
 
-def flush() -> None:
-    """Forget every cached verification answer here, and tell every other worker to."""
-    local_cache.clear()
-    _bus.publish()
+def _receive(message: str) -> None:
+    """Another process's flush: what its tags name, or everything; the stamp it left, when this cache saw the one
+    before it (else the next stamp check flushes everything, in case a write went by unannounced)."""
+    _, _, rest = message.partition("|")
+    if not rest:
+        local_cache.clear()
+        return
+    stamp, _, tags = rest.partition("|")
+    local_cache.drop(frozenset(tag for tag in tags.split(",") if tag) or None)
+    if stamp.isdigit() and local_cache.stamp == int(stamp) - 1:
+        local_cache.stamp = int(stamp)
+
+
+def flush(tags: frozenset[str] | None = None, stamp: int | None = None) -> None:
+    """Forget the cached answers a write with these tags could change (None: all) here, and tell every other
+    worker to; `stamp`: the verification stamp the committed write left, so they need not flush everything."""
+    local_cache.drop(tags)
+    _bus.publish(tags, stamp)
 
 
 def stats() -> dict[str, int]:
@@ -205,14 +252,15 @@ def _raw(sql: str) -> Any:
     return None if row is None else row[0]
 
 
-def move_stamp() -> None:
-    """Move the database's verification stamp on (in the caller's transaction): every worker flushes within
-    KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS of the commit, whether or not a flush message reaches it."""
+def move_stamp() -> int:
+    """Move the database's verification stamp on (in the caller's transaction) and return it: every worker
+    flushes within KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS of the commit, whether or not a message reaches it."""
     version = _raw(
         f"INSERT INTO {_STAMP_TABLE} (id, version) VALUES (1, 1) "
         f"ON CONFLICT (id) DO UPDATE SET version = {_STAMP_TABLE}.version + 1 RETURNING version"
     )
     local_cache.stamp = version  # our own move: this cache is flushed by the writer already
+    return int(version)
 
 
 def check_stamp() -> None:

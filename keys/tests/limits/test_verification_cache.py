@@ -27,7 +27,7 @@ from django.utils import timezone
 from deployments.models import Deployment
 from keys import crypto, verification_cache
 from keys.models import VerificationStamp
-from keys.services import key_rotate, key_update
+from keys.services import key_revoke, key_rotate, key_update
 from keys.tests.factories import import_deployment_key, issue_deployment_key, issue_global_key
 from keys.tests.helpers import Clock, assert_error, bearer, execute, needs_redis
 from lib.redis_client import redis_client
@@ -337,3 +337,59 @@ def test_a_subscriber_that_lost_its_connection_starts_empty(client, global_all_k
         assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
     with django_assert_num_queries(0):
         assert client.get("/api/v1/key/", **bearer(full_key)).status_code == 200
+
+
+def test_a_key_write_drops_that_keys_answers_only(client, org_a, deployment_a1, admin_a, django_assert_num_queries):
+    revoked, revoked_key = issue_global_key(org_a, name="revoked", allow_all_deployments=True)
+    _, hot_key = issue_global_key(org_a, name="hot", allow_all_deployments=True)
+    for full_key in (revoked_key, hot_key):
+        client.get("/api/v1/key/", **bearer(full_key))
+
+    key_revoke(key=revoked, actor=admin_a)
+
+    with django_assert_num_queries(0):  # every other key stays warm
+        assert client.get("/api/v1/key/", **bearer(hot_key)).status_code == 200
+    assert_error(client.get("/api/v1/key/", **bearer(revoked_key)), 401, "key_revoked")
+
+
+def test_a_deployment_write_keeps_keys_warm_and_drops_deployments(client, global_all_key_a, deployment_a1):
+    _, full_key = global_all_key_a
+    timed_execute(client, full_key)
+
+    deployment_a1.is_active = False
+    deployment_a1.save()
+
+    with CaptureQueriesContext(connection) as captured:
+        response = execute(client, "org-a", "a-one", full_key)
+    assert_error(response, 403, "deployment_inactive")
+    assert kinds(captured) == [DEPLOYMENT_SELECT]  # the key from the cache, the deployment read again
+
+
+def test_an_organization_write_drops_everything(client, global_all_key_a, org_a, deployment_a1):
+    _, full_key = global_all_key_a
+    timed_execute(client, full_key)
+
+    org_a.name = "Renamed"  # the organization's fields travel in every key's answer
+    org_a.save()
+
+    assert KEY_SELECT in timed_execute(client, full_key)
+
+
+def test_another_workers_targeted_flush_drops_what_it_names_and_takes_its_stamp(client, org_a, django_assert_num_queries):
+    needs_redis("CROSS-WORKER INVALIDATION")
+    named, named_key = issue_global_key(org_a, name="named", allow_all_deployments=True)
+    _, other_key = issue_global_key(org_a, name="other", allow_all_deployments=True)
+    for full_key in (named_key, other_key):
+        client.get("/api/v1/key/", **bearer(full_key))
+    stamp = verification_cache.local_cache.stamp or 0
+
+    redis_client().publish(verification_cache.CHANNEL, f"another-worker|{stamp + 1}|key:{named.pk}")
+    deadline = time.monotonic() + 5.0
+    while verification_cache.local_cache.stamp != stamp + 1:
+        assert time.monotonic() < deadline, "the listener never took the message"
+        time.sleep(0.005)
+
+    with django_assert_num_queries(0):
+        assert client.get("/api/v1/key/", **bearer(other_key)).status_code == 200
+    with django_assert_num_queries(1):
+        assert client.get("/api/v1/key/", **bearer(named_key)).status_code == 200
