@@ -158,6 +158,8 @@ if TESTING:
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Our own English formats (backend/formats/en): every time the admin shows names its zone.
+FORMAT_MODULE_PATH = ["backend.formats"]
 USE_I18N = True
 USE_TZ = True
 

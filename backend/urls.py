@@ -3,6 +3,7 @@ from django.urls import include, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from backend.health import healthz
+from backend.pages import favicon, home
 from keys.api import OrganizationPolicyViewSet
 from keys.leak_api import CredentialReportView, GitHubSecretScanningView
 from keys.views import ExecuteView, ExecutionDetailView, KeyIntrospectionView, KeyRevokeView
@@ -10,10 +11,19 @@ from keys.views import ExecuteView, ExecutionDetailView, KeyIntrospectionView, K
 # Paths answer with and without their trailing slash.
 DEPLOYMENT = r"^api/v1/deployments/(?P<org_slug>[^/]+)/(?P<deployment_slug>[^/]+)"
 
+# The admin is keyscope's: its name in the header and the title; "View site" leads to the landing page.
+admin.site.site_header = admin.site.site_title = "keyscope"
+admin.site.index_title = "Keys and deployments"
+admin.site.site_url = "/"
+# The lists need the width at 1280 px; the index and the breadcrumbs lead everywhere the sidebar did.
+admin.site.enable_nav_sidebar = False
+
 handler404 = "backend.exceptions.page_not_found"
 handler500 = "backend.exceptions.server_error"
 
 urlpatterns = [
+    re_path(r"^$", home, name="home"),
+    re_path(r"^favicon\.ico$", favicon, name="favicon"),
     re_path(r"^healthz/?$", healthz, name="healthz"),
     re_path(DEPLOYMENT + r"/execute/?$", ExecuteView.as_view(), name="deployment-execute"),
     re_path(DEPLOYMENT + r"/executions/(?P<execution_id>[^/]+)/?$", ExecutionDetailView.as_view(), name="execution-detail"),

@@ -104,7 +104,7 @@ class DeploymentAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
 
     form = DeploymentAdminForm
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    list_display = ["slug", "name", "organization", "is_active", "runner", "created_at"]
+    list_display = ["slug", "name", "organization", "is_active", "runner_short", "created_at"]
     list_filter = ["is_active", "runner", ("organization", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organization"]
     search_fields = ["slug", "name"]
@@ -130,6 +130,11 @@ class DeploymentAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         fixed = [field for field in SHOWN_FIELDS if field not in editable]
         fixed += ["stored_upstream_headers", "created_at", "modified_at", "executions_link"]
         return fixed if obj is None else ["organization", "slug", *fixed]
+
+    @admin.display(description="runner", ordering="runner")
+    def runner_short(self, deployment: Deployment) -> str:
+        # "HTTP", not the filter's "HTTP (posts the request body to the upstream URL)" wrapped over seven lines.
+        return deployment.get_runner_display().split(" (", 1)[0]
 
     @admin.display(description="stored headers")
     def stored_upstream_headers(self, deployment: Deployment) -> str:

@@ -37,27 +37,29 @@ class Deployment(models.Model):
     slug = models.SlugField(max_length=SLUG_MAX_LENGTH, help_text="Part of the URL; fixed once created.")
     name = models.CharField(max_length=NAME_MAX_LENGTH)
     description = models.TextField(blank=True, default="")
-    is_active = models.BooleanField(default=True)
+    is_active = models.BooleanField("active", default=True)
     runner = models.CharField(max_length=16, choices=Runner.choices, default=Runner.ECHO)
     upstream_url = models.URLField(
+        "upstream URL",
         max_length=UPSTREAM_URL_MAX_LENGTH,
         blank=True,
         default="",
         validators=[validate_upstream_url],
-        help_text="Where the http runner posts the request body (http or https; internal addresses are refused).",
+        help_text="Where the HTTP runner posts the request body (http or https; internal addresses are refused).",
     )
     timeout_seconds = models.PositiveSmallIntegerField(
+        "timeout (seconds)",
         default=30,
         validators=[MinValueValidator(MIN_TIMEOUT_SECONDS), MaxValueValidator(MAX_TIMEOUT_SECONDS)],
-        help_text=f"How long the http runner waits for the upstream ({MIN_TIMEOUT_SECONDS} to {MAX_TIMEOUT_SECONDS} seconds).",
+        help_text=f"How long the HTTP runner waits for the upstream ({MIN_TIMEOUT_SECONDS} to {MAX_TIMEOUT_SECONDS} seconds).",
     )
     # A Fernet token of the JSON header map (deployments/encryption.py); "" when there is none.
     # Write-only: set with set_upstream_headers(), read with upstream_headers().
     upstream_headers_encrypted = models.TextField(blank=True, default="", editable=False)
     # The names in plaintext, so they can be shown without decrypting anything.
     upstream_header_names = models.JSONField(default=list, blank=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    modified_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    modified_at = models.DateTimeField("modified", auto_now=True)
 
     # `key.deployments.create(...)` stores nothing when the tenant guard refuses the link.
     objects = AtomicCreateManager()
@@ -149,15 +151,15 @@ class Execution(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices)
     request = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
-    http_status = models.PositiveSmallIntegerField(default=200)
+    http_status = models.PositiveSmallIntegerField("HTTP status", default=200)
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_detail = models.CharField(max_length=500, blank=True, default="")
-    elapsed_ms = models.PositiveIntegerField(default=0)
+    elapsed_ms = models.PositiveIntegerField("elapsed (ms)", default=0)
     key_kind = models.CharField(max_length=16, choices=KeyKind.choices, blank=True, default="")
-    key_id = models.UUIDField(null=True, blank=True, db_index=True)
+    key_id = models.UUIDField("key ID", null=True, blank=True, db_index=True)
     key_name = models.CharField(max_length=100, blank=True, default="")
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    client_ip = models.GenericIPAddressField("client IP", null=True, blank=True)
+    created_at = models.DateTimeField("time", auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
@@ -22,17 +23,20 @@ from django.db import transaction
 from django.db.models import Count, Model, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
-from deployments.admin import DeploymentAdmin
-from deployments.models import Deployment, DeploymentGroup
-from keys import crypto, usage
+from deployments.admin import DeploymentAdmin, ExecutionAdmin
+from deployments.models import Deployment, DeploymentGroup, Execution
+from keys import crypto, scopes, usage
 from keys.forms import DeploymentKeyForm, GlobalKeyForm, RotateForm, RotateImportedForm
 from keys.models import (
+    MODEL_BY_KIND,
     ApiKey,
     AuditEvent,
     DeploymentKey,
@@ -58,13 +62,20 @@ from keys.services import (
     key_rotate,
     key_update,
 )
+from keys.usage_chart import usage_chart
 from lib.admin import ReadOnlyAdminMixin, ServiceErrorsOnFormMixin
 from lib.net import client_ip
+from lib.text import first_names, plural
 from organizations.admin import OrganizationAdmin, OrganizationScopedAdmin
 from organizations.models import Organization
 
 # How many of the deployments a key opens its page lists by name.
 OPENED_SHOWN = 100
+# What a read-only page shows for a field that the form edits with a widget of its own.
+READ_ONLY_DISPLAYS = {"scopes": "scopes_display", "allowed_ips": "allowed_ips_display"}
+USAGE_DAYS = 30  # the days a key's usage chart shows
+# The newest audit events a key's History page shows (its audit events list has them all).
+HISTORY_SHOWN = 100
 # Where save_model leaves a new key for response_add: this request's memory only.
 _ISSUED = "_keyscope_issued_keys"
 COMMON_FIELDS = ["name", "description", "is_active", "expires_at", "rate_limit_per_minute", "scopes", "allowed_ips"]
@@ -97,6 +108,7 @@ class IssuedKey:
     # Out of the repr: Django's template engine logs the repr of its context at DEBUG.
     full_key: str = field(repr=False)
     change_url: str
+    scope: str = ""
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -157,15 +169,51 @@ def _link_count(through: type[Model]) -> Coalesce:
     return Coalesce(Subquery(counted.values("n")), 0)
 
 
-def first_names(names: Iterable[str], total: int, shown: int = 3) -> str:
-    """The first `shown` names, then "and N more" for the rest of `total`."""
-    first = list(names)[:shown]
-    more = total - len(first)
-    return ", ".join(first) + (f" and {more} more" if more > 0 else "")
+def scope_text(key: ApiKey) -> str:
+    """What a key opens, in names: "All deployments", or its groups and deployments, the first three then "and N more".
+
+    The one scope formatter: the lists, the one-time page; a deployment key's scope is its deployment.
+    """
+    if isinstance(key, DeploymentKey):
+        return key.deployment.name
+    assert isinstance(key, GlobalApiDeploymentKey)
+    if key.allow_all_deployments:
+        return "All deployments"
+    if hasattr(key, "first_groups"):  # read through the list's get_queryset()
+        groups, deployments = key.first_groups, key.first_deployments  # type: ignore[attr-defined]
+        total = key.group_count + key.deployment_count  # type: ignore[attr-defined]  # annotated there too
+    else:
+        groups, deployments = key.groups.order_by("name", "pk")[:3], key.deployments.order_by("name", "pk")[:3]
+        total = key.groups.count() + key.deployments.count()
+    names = [f"{group.name} (group)" for group in groups] + [deployment.name for deployment in deployments]
+    return first_names(names, total) if total else "No deployments"
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+def local_time(moment: datetime) -> str:
+    """A time as the admin shows every time: in the site's zone, which it names."""
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+def status_badges(key: ApiKey) -> SafeString:
+    """The key's status as a coloured badge, and while a rotation's grace runs, until when the old key works.
+
+    The one place a status is drawn: the lists, the key's page and the deployment's inline use it.
+    """
+    status = key.status
+    badge = format_html('<span class="key-status key-status-{}">{}</span>', status, KeyStatus(status).label)
+    if key.is_revoked and key.revocation_reason == RevocationReason.REPORTED_AS_LEAKED:
+        return format_html(
+            '{} <span class="key-status key-status-leaked">{}</span>', badge, key.get_revocation_reason_display().capitalize()
+        )
+    until = key.previous_key_expires_at if key.pk is not None and status == KeyStatus.ACTIVE else None
+    if until is None:
+        return badge
+    return format_html(
+        '{} <span class="key-status key-status-grace">In grace</span>'
+        '<span class="key-grace-until">old key works until {}</span>',
+        badge,
+        local_time(until),
+    )
 
 
 class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
@@ -196,6 +244,7 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         "previous_key_expires_at",
         "revocation",
         "usage_last_30_days",
+        *READ_ONLY_DISPLAYS.values(),
     ]
     change_form_template = "admin/keys/key_change_form.html"
     # Set on the add page, fixed after: "deployment" or "organization".
@@ -217,18 +266,25 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
             return masked
         return format_html('{} <span class="key-badge key-badge-imported">{}</span>', masked, KeyFormat.UUID.label)
 
-    @admin.display(description="status")
+    @admin.display(description="status", ordering="revoked_at")
     def status(self, key: ApiKey) -> str:
-        if key.is_revoked and key.revocation_reason == RevocationReason.REPORTED_AS_LEAKED:
-            badge = '{} <span class="key-badge key-badge-leaked">{}</span>'
-            return format_html(badge, key.status, key.get_revocation_reason_display())
-        return key.status
+        return status_badges(key)
 
-    @admin.display(description="replaced secret works until")
+    @admin.display(description="scopes")
+    def scopes_display(self, key: ApiKey) -> str:
+        return format_html_join(
+            "", "<div><code>{}</code>: {}</div>", ((scope, scopes.SCOPES.get(scope, scope)) for scope in key.scopes)
+        )
+
+    @admin.display(description="allowed addresses")
+    def allowed_ips_display(self, key: ApiKey) -> str:
+        return ", ".join(key.allowed_ips) or "Any address"
+
+    @admin.display(description="old key works until")
     def previous_key_expires_at(self, key: ApiKey) -> str:
         # After a rotation with a grace period; "-" once the replaced secret no longer works.
         until = key.previous_key_expires_at if key.pk is not None else None
-        return self.get_empty_value_display() if until is None else date_format(timezone.localtime(until), "DATETIME_FORMAT")
+        return self.get_empty_value_display() if until is None else local_time(until)
 
     @admin.display(description="revocation")
     def revocation(self, key: ApiKey) -> str:
@@ -243,29 +299,39 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         if key.pk is None:
             return "-"
         count = AuditEvent.objects.filter(key_id=key.pk).count()
-        return format_html('<a href="{}">{}</a>', audit_events_url(key.pk), _plural(count, "audit event"))
+        executions = reverse("admin:deployments_execution_changelist") + f"?key_id={key.pk}"
+        return format_html(
+            '<a href="{}">{}</a> · <a href="{}">executions with this key</a>',
+            audit_events_url(key.pk),
+            plural(count, "audit event"),
+            executions,
+        )
 
     @admin.display(description="requests, last 30 days")
     def usage_last_30_days(self, key: ApiKey) -> str:
         if key.pk is None:
             return "-"
-        days = usage.usage_for(str(key.pk))
-        total = sum(int(day["count"]) for day in days)
-        cells = format_html_join(
-            "", '<td title="{}">{}<br>{}</td>', ((d["date"], d["date"][5:], d["count"]) for d in days)
-        )
-        return format_html(
-            '<p>{} in total (UTC days, oldest first)</p><div class="key-usage-scroll"><table class="key-usage">'
-            "<tr>{}</tr></table></div>",
-            _plural(total, "request"),
-            cells,
-        )
+        chart = usage_chart(usage.usage_for(str(key.pk), USAGE_DAYS))
+        return render_to_string("keys/usage_chart.html", {"chart": chart})
 
     def get_fieldsets(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
         # Declared, as UserAdmin declares its add_fieldsets: the add page has nothing yet of what
         # only a saved key has. Not `fieldsets`: the checks reject a many-to-many with its own
         # through model there, though the global key's form declares the field itself.
-        return self.add_fieldsets if obj is None else self.change_fieldsets
+        if obj is None:
+            return self.add_fieldsets
+        # A revoked key is off for good: an "enabled" tick beside "revoked" would contradict its status.
+        hidden = {"is_active"} if obj.is_revoked else set()
+        # Shown, not edited: the restrictions in words rather than as the JSON they are stored as.
+        shown = READ_ONLY_DISPLAYS if not self.has_change_permission(request, obj) else {}
+        return [
+            (name, {**options, "fields": [shown.get(f, f) for f in options["fields"] if f not in hidden]})
+            for name, options in self.change_fieldsets
+        ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The status column says "in grace" and until when: one subquery, not a query per row.
+        return cast(KeyQuerySet, super().get_queryset(request)).with_previous_key_expiry()
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
         return list(self.readonly_fields) if obj is None else [*self.fixed_once_created, *self.readonly_fields]
@@ -325,7 +391,7 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
     def issued(self, key: ApiKey, full_key: str) -> IssuedKey:
         # The key's own admin: rotating imported keys answers for both kinds at once.
         change_url = reverse(f"admin:{key._meta.app_label}_{key._meta.model_name}_change", args=[key.pk])
-        return IssuedKey(key=key, full_key=full_key, change_url=change_url)
+        return IssuedKey(key=key, full_key=full_key, change_url=change_url, scope=scope_text(key))
 
     def one_time_response(
         self,
@@ -349,6 +415,7 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
             "grace_until": grace_until,
             "changelist_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
             "add_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_add"),
+            "media": self.media,
         }
         response = TemplateResponse(request, "keys/one_time_key.html", context)
         response["Cache-Control"] = "no-store"
@@ -372,7 +439,29 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
         key = self.get_object(request, unquote(object_id))
         if key is not None:
             extra_context["key_tools"] = self.key_tools(request, key)
+            extra_context["grace_until"] = key.previous_key_expires_at
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        """A key's history is its audit trail: every write goes through the key service, not the admin's log."""
+        key = self.get_object(request, unquote(object_id))
+        if key is None:  # as Django's own history view answers: back to the index, saying so
+            self.message_user(request, f"No {self.opts.verbose_name} with the ID “{object_id}”.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:index"))
+        if not self.has_view_or_change_permission(request, key):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "object": key,
+            "title": f"History: {key.name}",
+            "events": AuditEvent.objects.filter(key_id=key.pk).order_by("-created_at", "-id")[:HISTORY_SHOWN],
+            "event_count": AuditEvent.objects.filter(key_id=key.pk).count(),
+            "audit_url": audit_events_url(key.pk),
+            "changelist_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/keys/key_history.html", context)
 
     def key_tools(self, request: HttpRequest, key: ApiKey) -> dict[str, str]:
         info = f"admin:{self.opts.app_label}_{self.opts.model_name}"
@@ -463,6 +552,7 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
             "action": action,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "changelist_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
+            "media": self.media + (extra["form"].media if "form" in extra else forms.Media()),
             **extra,
         }
         return TemplateResponse(request, template, context)
@@ -484,7 +574,7 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
                 "rotate_keys",
                 form=form,
                 skipped=skipped,
-                title="Rotate keys",
+                title=f"Rotate {live[0].name}" if len(live) == 1 else f"Rotate {len(live)} keys",
             )
         grace = form.cleaned_data["grace_period_seconds"]
         issued = []
@@ -508,11 +598,12 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
             self.message_user(request, "The selected keys are already revoked.", messages.WARNING)
             return None
         if request.POST.get("post") != "yes":
-            return self._confirmation(request, "keys/revoke_confirmation.html", keys, "revoke_keys", title="Revoke keys")
+            title = f"Revoke {keys[0].name}" if len(keys) == 1 else f"Revoke {len(keys)} keys"
+            return self._confirmation(request, "keys/revoke_confirmation.html", keys, "revoke_keys", title=title)
         with transaction.atomic():
             for key in keys:
                 key_revoke(key=key, actor=request.user, ip_address=client_ip(request))
-        self.message_user(request, f"Revoked {_plural(len(keys), 'key')}.", messages.SUCCESS)
+        self.message_user(request, f"Revoked {plural(len(keys), 'key')}.", messages.SUCCESS)
         return None
 
     @admin.action(description="Activate selected keys", permissions=["change"])
@@ -531,13 +622,52 @@ class KeyAdmin(ServiceErrorsOnFormMixin, OrganizationScopedAdmin):
             for key in changed:
                 service(key=key, actor=request.user, ip_address=client_ip(request))
         verb = "Activated" if active else "Deactivated"
-        self.message_user(request, f"{verb} {_plural(len(changed), 'key')}.", messages.SUCCESS)
+        self.message_user(request, f"{verb} {plural(len(changed), 'key')}.", messages.SUCCESS)
         if revoked:
-            self.message_user(request, f"Skipped {_plural(revoked, 'revoked key')}: revocation is final.", messages.WARNING)
+            self.message_user(request, f"Skipped {plural(revoked, 'revoked key')}: revocation is final.", messages.WARNING)
 
 
 def audit_events_url(key_id: Any) -> str:
     return reverse("admin:keys_auditevent_changelist") + f"?key_id={key_id}"
+
+
+class KeyLinksMixin(admin.ModelAdmin):
+    """Rows that name a key (`key_kind`, `key_id`, `key_name`) link to its page while it exists.
+
+    Which keys of a list page still exist is read in one query per kind, when the page is made.
+    """
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        rows = list(changelist.result_list)  # the queryset the page renders, evaluated once
+        for kind, model in MODEL_BY_KIND.items():
+            wanted = {row.key_id for row in rows if row.key_kind == kind and row.key_id}
+            live = set(model.objects.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()
+            for row in rows:
+                if row.key_kind == kind:
+                    row.key_exists = row.key_id in live
+        return changelist
+
+    @admin.display(description="key", ordering="key_name")
+    def key_link(self, row: Any) -> str:
+        """The key's name linking to its page, or to its audit events once it is deleted."""
+        if row.key_id is None:
+            return row.key_name or self.get_empty_value_display()
+        model = MODEL_BY_KIND.get(row.key_kind or "")
+        exists = getattr(row, "key_exists", None)
+        if exists is None:  # a single row's page
+            exists = model is not None and model.objects.filter(pk=row.key_id).exists()
+        if exists and model is not None:
+            url = reverse(f"admin:keys_{model._meta.model_name}_change", args=[row.key_id])
+            return format_html('<a href="{}">{}</a>', url, row.key_name)
+        return format_html(
+            '<a href="{}" title="The audit events of this deleted key">{}</a> (deleted)', audit_events_url(row.key_id), row.key_name
+        )
+
+
+def deployment_link(deployment: Deployment) -> str:
+    url = reverse("admin:deployments_deployment_change", args=[deployment.pk])
+    return format_html('<a href="{}">{}</a>', url, deployment.slug)
 
 
 @admin.register(DeploymentKey)
@@ -547,7 +677,8 @@ class DeploymentKeyAdmin(KeyAdmin):
     form = DeploymentKeyForm
     organization_path = "deployment__organization"
     fixed_once_created = ["deployment"]
-    list_display = ["name", "organization", "deployment_slug", "key_masked", "scope", "status", "expires_at", "last_used_at"]
+    # The deployment column is the key's scope: no second column says "1 deployment".
+    list_display = ["name", "organization", "deployment_slug", "key_masked", "status", "expires_at", "last_used_at"]
     list_filter = [
         StatusFilter,
         RevocationFilter,
@@ -579,12 +710,7 @@ class DeploymentKeyAdmin(KeyAdmin):
 
     @admin.display(description="deployment", ordering="deployment__slug")
     def deployment_slug(self, key: DeploymentKey) -> str:
-        return key.deployment.slug
-
-    @admin.display(description="scope")
-    def scope(self, key: DeploymentKey) -> str:
-        # The same words as the global keys' list; which one is the column beside.
-        return _plural(1, "deployment")
+        return deployment_link(key.deployment)
 
 
 @admin.register(GlobalApiDeploymentKey)
@@ -629,17 +755,7 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
 
     @admin.display(description="scope", ordering="deployment_count")
     def scope(self, key: GlobalApiDeploymentKey) -> str:
-        """"All deployments", or the names of its groups and deployments: the first three, then "and N more"."""
-        if key.allow_all_deployments:
-            return "All deployments"
-        if hasattr(key, "first_groups"):  # read through get_queryset()
-            groups, deployments = key.first_groups, key.first_deployments  # type: ignore[attr-defined]
-            total = key.group_count + key.deployment_count  # type: ignore[attr-defined]  # annotated there too
-        else:
-            groups, deployments = key.groups.order_by("name", "pk")[:3], key.deployments.order_by("name", "pk")[:3]
-            total = key.groups.count() + key.deployments.count()
-        names = [f"{group.name} (group)" for group in groups] + [deployment.name for deployment in deployments]
-        return first_names(names, total) if total else "No deployments"
+        return scope_text(key)
 
     @admin.display(description="opens now")
     def opened_deployments(self, key: GlobalApiDeploymentKey) -> str:
@@ -667,7 +783,7 @@ class GlobalApiDeploymentKeyAdmin(KeyAdmin):
         more = format_html("<li>and {} more</li>", total - OPENED_SHOWN) if total > OPENED_SHOWN else ""
         return format_html(
             '<p>{}</p><ul class="key-opens">{}{}</ul>',
-            _plural(total, "deployment"),
+            plural(total, "deployment"),
             format_html_join("", '<li><a href="{}">{}</a> <code>{}</code> ({})</li>', rows),
             more,
         )
@@ -724,7 +840,7 @@ class DeploymentKeyInline(admin.TabularInline):
 
     @admin.display(description="status")
     def status(self, key: DeploymentKey) -> str:
-        return key.status
+        return status_badges(key)
 
 
 # The deployment's page lists its keys. This app sits above the deployments app, so it
@@ -738,12 +854,35 @@ class DeploymentWithKeysAdmin(DeploymentAdmin):
 
     inlines = [*DeploymentAdmin.inlines, DeploymentKeyInline]
 
+    class Media:
+        css = {"all": ["keys/admin.css"]}  # the inline's status badges
+
+
+# Executions name their key: registered again here, with links to it and to the deployment.
+admin.site.unregister(Execution)
+
+
+@admin.register(Execution)
+class ExecutionWithKeyLinksAdmin(KeyLinksMixin, ExecutionAdmin):
+    __doc__ = ExecutionAdmin.__doc__
+
+    list_display = ["created_at", "deployment_link", "status", "http_status", "elapsed_ms", "key_link", "key_kind", "client_ip"]
+    fields = readonly_fields = (
+        "created_at", "deployment", "status", "http_status", "elapsed_ms", "error_code", "error_detail",
+        "key_link", "key_kind", "client_ip", "request", "result",
+    )  # fmt: skip
+
+    @admin.display(description="deployment", ordering="deployment__slug")
+    def deployment_link(self, execution: Execution) -> str:
+        return deployment_link(execution.deployment)
+
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
+class AuditEventAdmin(KeyLinksMixin, ReadOnlyAdminMixin, OrganizationScopedAdmin):
     """Audit events: read-only for everyone, superusers included; visible to the organization's members."""
 
     list_display = ["created_at", "action", "key_link", "key_kind", "organization", "actor_label", "ip_address"]
+    list_display_links = ["created_at"]
     list_filter = ["action", "key_kind", ("organization", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organization"]
     search_fields = ["key_name", "group", "actor_username"]
@@ -754,8 +893,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
         "organization",
         "action",
         "key_kind",
-        "key_id",
-        "key_name",
+        "key_link",
         "group",
         "actor_label",
         "ip_address",
@@ -769,7 +907,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, OrganizationScopedAdmin):
             return format_html('<a href="{}" title="Events of this group">group {}</a>', url, event.group)
         if event.key_id is None:
             return "(the organization's key policy)"
-        return format_html('<a href="{}" title="Events of this key">{}</a>', audit_events_url(event.key_id), event.key_name)
+        return super().key_link(event)
 
     @admin.display(description="actor", ordering="actor_username")
     def actor_label(self, event: AuditEvent) -> str:

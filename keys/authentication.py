@@ -21,7 +21,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 import lib.exceptions
-from keys import ratelimit, usage
+from keys import ratelimit, refusals, usage
 from keys.allowed_ips import address_allowed
 from keys.lookup import VerifiedKey
 from keys.verification import Target, verify
@@ -124,12 +124,14 @@ class ApiKeyAuthentication(BaseAuthentication):
         now = timezone.now()
         failure = key.failure_at(now)
         if failure is not None:
+            refusals.record_refusal(key, failure, client_ip(request))  # a revoked key still in use: the admin shows it
             raise refuse(request, failure)
         if key.allowed_networks:
             address = client_ip(request)
             if not address_allowed(address, key.allowed_networks):
                 # Not authenticated: it counts against the address, never against the key's limit.
                 logger.warning("key %s refused from %s: ip_not_allowed", key.id, address)
+                refusals.record_refusal(key, IpNotAllowed.default_code, address)
                 raise refuse(request, IpNotAllowed.default_code, address)
         limit = ratelimit.check_key(key)
         usage.record_usage(key, now)
@@ -156,6 +158,7 @@ class HasApiKey(BasePermission):
             return False
         scope = getattr(view, "required_scope", None)
         if scope is not None and scope not in auth.key.scopes:
+            refusals.record_refusal(auth.key, InsufficientScope.default_code, client_ip(request))
             raise InsufficientScope(scope)
         return True
 

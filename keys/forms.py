@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from deployments.models import Deployment, DeploymentGroup
 from keys import scopes
 from keys.allowed_ips import MAX_ENTRIES, clean_allowed_ips_lines
-from keys.models import FOREIGN_DEPLOYMENT, FOREIGN_GROUP, DeploymentKey, GlobalApiDeploymentKey
-from keys.services import MAX_GRACE_PERIOD_SECONDS, scope_input_errors
+from keys.models import ALLOW_ALL_WITH_GROUPS, ALLOW_ALL_WITH_LIST, FOREIGN_DEPLOYMENT, FOREIGN_GROUP, DeploymentKey, GlobalApiDeploymentKey
+from keys.services import EMPTY_SCOPE, MAX_GRACE_PERIOD_SECONDS, scope_input_errors
 from lib.admin import outside_organization, picker_field
 from organizations.models import Organization
 
@@ -21,6 +24,14 @@ SCOPE_CHOICES = [
     (SCOPE_SELECTED, "Only the selected deployments and the deployments of the selected groups"),
     (SCOPE_ALL, "All deployments of the organization, current and future"),
 ]
+# The scope rules in the words of the form, which has a "Scope" radio where the API has allow_all_deployments.
+SCOPE_FORM_WORDS = {
+    ALLOW_ALL_WITH_LIST: 'With "All deployments" as its scope a key lists none: remove the chosen deployments, '
+    'or choose "Only the selected deployments".',
+    ALLOW_ALL_WITH_GROUPS: 'With "All deployments" as its scope a key lists no group: remove the chosen groups, '
+    'or choose "Only the selected deployments".',
+    EMPTY_SCOPE: 'Choose at least one deployment or group, or "All deployments" as the scope.',
+}
 
 
 class AllowedIpsField(forms.CharField):
@@ -88,6 +99,8 @@ class GlobalKeyForm(KeyForm):
     caught here.
     """
 
+    # What lib.admin.add_errors_to_form says instead of the service's words, when the service refuses.
+    form_words = SCOPE_FORM_WORDS
     scope = forms.ChoiceField(choices=SCOPE_CHOICES, widget=forms.RadioSelect, initial=SCOPE_SELECTED)
     deployments = picker_field(
         Deployment, "deployments", "The deployments this key opens, when it does not open all of them."
@@ -133,7 +146,7 @@ class GlobalKeyForm(KeyForm):
         deployments, groups = list(cleaned_data["deployments"]), list(cleaned_data["groups"])
         errors = scope_input_errors(allow_all_deployments=self.allow_all_deployments, deployments=deployments, groups=groups)
         for field, message in errors.items():
-            self.add_error(field, message)
+            self.add_error(field, self.form_words.get(message, message))
         if outside_organization(self, deployments):
             self.add_error("deployments", FOREIGN_DEPLOYMENT)
         if outside_organization(self, groups):
@@ -141,17 +154,65 @@ class GlobalKeyForm(KeyForm):
         return cleaned_data
 
 
+CUSTOM = "custom"
+# The grace presets of a rotation, as Stripe's roll offers them, in seconds.
+GRACE_PRESETS = [(0, "Now"), (3600, "1 hour"), (86400, "24 hours"), (MAX_GRACE_PERIOD_SECONDS, "7 days")]
+DEFAULT_GRACE_SECONDS = 86400
+GRACE_UNITS = [(60, "minutes"), (3600, "hours"), (86400, "days")]
+
+
 class RotateForm(forms.Form):
-    grace_period_seconds = forms.IntegerField(
-        label="Grace period (seconds)",
-        min_value=0,
-        max_value=MAX_GRACE_PERIOD_SECONDS,
-        initial=0,
-        help_text=(
-            "How long the replaced secret keeps working: 0 stops it now, "
-            f"at most {MAX_GRACE_PERIOD_SECONDS} (7 days)."
-        ),
+    """How long the replaced secret keeps working: a preset, or a custom number of minutes, hours or days."""
+
+    grace_period_seconds = forms.ChoiceField(
+        label="Old key keeps working",
+        widget=forms.RadioSelect,
+        initial=str(DEFAULT_GRACE_SECONDS),
+        help_text="Long enough for every client to switch to the new key. If the key leaked, choose Now, or revoke it.",
     )
+    custom_grace = forms.IntegerField(
+        label="Custom",
+        required=False,
+        min_value=1,
+        widget=forms.NumberInput(attrs={"aria-label": "Custom grace", "class": "vIntegerField"}),
+    )
+    custom_grace_unit = forms.TypedChoiceField(
+        label="Unit",
+        choices=GRACE_UNITS,
+        coerce=int,
+        initial=3600,
+        required=False,
+        widget=forms.Select(attrs={"aria-label": "Unit of the custom grace"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        now = timezone.now()
+
+        def until(seconds: int) -> str:
+            return date_format(timezone.localtime(now + timedelta(seconds=seconds)), "DATETIME_FORMAT")
+
+        choices = [(str(seconds), f"{label} (until {until(seconds)})") for seconds, label in GRACE_PRESETS if seconds]
+        choices.insert(0, ("0", "Now: the old key stops at once"))
+        cast(forms.ChoiceField, self.fields["grace_period_seconds"]).choices = [*choices, (CUSTOM, "Custom, at most 7 days:")]
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned_data = self.cleaned_data
+        choice = cleaned_data.get("grace_period_seconds")
+        if choice is None:
+            return cleaned_data
+        if choice != CUSTOM:
+            cleaned_data["grace_period_seconds"] = int(choice)
+            return cleaned_data
+        amount, unit = cleaned_data.get("custom_grace"), cleaned_data.get("custom_grace_unit") or 3600
+        if amount is None:
+            self.add_error("custom_grace", "Enter how long the old key keeps working.")
+        elif amount * unit > MAX_GRACE_PERIOD_SECONDS:
+            self.add_error("custom_grace", "The old key may keep working 7 days at most.")
+        else:
+            cleaned_data["grace_period_seconds"] = amount * unit
+        return cleaned_data
 
 
 class RotateImportedForm(RotateForm):
@@ -161,7 +222,7 @@ class RotateImportedForm(RotateForm):
         queryset=Organization.objects.none(),
         help_text="Every key of this organization that still has its imported UUID gets a keyscope secret.",
     )
-    field_order = ("organization", "grace_period_seconds")
+    field_order = ("organization", "grace_period_seconds", "custom_grace", "custom_grace_unit")
 
     def __init__(self, *args: Any, organizations: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -115,13 +115,16 @@ class ApiKey(models.Model):
         editable=False,
         help_text="keyscope's own key, or a UUID imported from Unstract (until the key is rotated).",
     )
-    is_active = models.BooleanField(default=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # "Enabled", not "active": an expired or revoked key is not active, whatever this switch says.
+    is_active = models.BooleanField(
+        "enabled", default=True, help_text="Off: clients get key_inactive until it is switched on again (unlike revoking)."
+    )
+    expires_at = models.DateTimeField("expires", null=True, blank=True)
+    revoked_at = models.DateTimeField("revoked", null=True, blank=True, editable=False)
     revocation_reason = models.CharField(
         max_length=16, choices=RevocationReason.choices, blank=True, default="", editable=False
     )
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
     rate_limit_per_minute = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -130,13 +133,14 @@ class ApiKey(models.Model):
     scopes = models.JSONField(
         default=default_scopes,
         validators=[validate_scopes],
-        help_text="What the key may do: a non-empty list of keys/scopes.py's scopes.",
+        help_text="What the key may do: at least one action.",
     )
     allowed_ips = models.JSONField(
+        "allowed addresses",
         default=list,
         blank=True,
         validators=[validate_allowed_ips],
-        help_text="Client addresses or networks the key may be used from, canonical; empty allows any address.",
+        help_text="The client addresses or networks the key may be used from; none allows any address.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
@@ -144,8 +148,8 @@ class ApiKey(models.Model):
     modified_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    modified_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    modified_at = models.DateTimeField("modified", auto_now=True)
 
     objects = KeyManager()
 
@@ -154,7 +158,8 @@ class ApiKey(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.key_masked})"
+        # The name alone: the admin keeps this text in its log, and a rotation changes the mask.
+        return self.name
 
     @property
     def key_masked(self) -> str:
@@ -450,7 +455,7 @@ class AuditEvent(models.Model):
     key_kind = models.CharField(  # noqa: DJ001
         max_length=16, choices=[("deployment", "deployment"), ("global", "global")], null=True, blank=True
     )
-    key_id = models.UUIDField(db_index=True, null=True, blank=True)
+    key_id = models.UUIDField("key ID", db_index=True, null=True, blank=True)
     key_name = models.CharField(max_length=100, null=True, blank=True)  # noqa: DJ001
     group = models.CharField(  # noqa: DJ001
         max_length=100, null=True, blank=True, db_index=True, help_text="The deployment group's slug, for a group's event."
@@ -460,9 +465,9 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     actor_username = models.CharField(max_length=150, blank=True, default="")
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    ip_address = models.GenericIPAddressField("IP address", null=True, blank=True)
     changes = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField("time", default=timezone.now, db_index=True)
 
     objects = AuditEventQuerySet.as_manager()
 

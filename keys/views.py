@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from deployments.models import Execution
 from deployments.services import execution_run
-from keys import crypto
+from keys import crypto, refusals
 from keys.authentication import ApiKeyAuthentication, HasApiKey, KeyAuth, key_auth, rate_limit_headers
 from keys.leaks import stop_by_holder
 from keys.lookup import DeploymentRef, VerifiedKey
@@ -42,7 +42,7 @@ NOT_FOUND = "No deployment with this name exists for this key's organization."
 EXECUTION_NOT_FOUND = "No execution with this id exists for this deployment."
 
 
-def resolve_deployment(auth: KeyAuth, org_slug: str, deployment_slug: str) -> DeploymentRef:
+def resolve_deployment(auth: KeyAuth, org_slug: str, deployment_slug: str, client_address: str | None = None) -> DeploymentRef:
     """The deployment a verified key asks for, or the 404/403 in the client API's order."""
     key = auth.key
     # Another organization's slug is answered like a missing deployment, without a query.
@@ -54,6 +54,7 @@ def resolve_deployment(auth: KeyAuth, org_slug: str, deployment_slug: str) -> De
     if deployment is None:
         raise exceptions.NotFound(NOT_FOUND)
     if not can_execute(key, deployment.id, deployment.organization_id, known=target.in_scope if target is not None else None):
+        refusals.record_refusal(key, DeploymentNotInScope.default_code, client_address)
         raise DeploymentNotInScope()
     if not deployment.is_active:
         raise DeploymentInactive()
@@ -116,7 +117,7 @@ class ExecuteView(ClientAPIView):
     required_scope = DEPLOYMENTS_EXECUTE
 
     def post(self, request: Request, org_slug: str, deployment_slug: str) -> Response:
-        deployment = resolve_deployment(key_auth(request), org_slug, deployment_slug)
+        deployment = resolve_deployment(key_auth(request), org_slug, deployment_slug, client_ip(request))
         # Before anything is read (by Content-Length), then on the body itself.
         check_body_size(request.META.get("CONTENT_LENGTH"))
         check_body_size(None, request.body)
@@ -150,7 +151,7 @@ class ExecutionDetailView(ClientAPIView):
 
     def get(self, request: Request, org_slug: str, deployment_slug: str, execution_id: str) -> Response:
         try:
-            deployment = resolve_deployment(key_auth(request), org_slug, deployment_slug)
+            deployment = resolve_deployment(key_auth(request), org_slug, deployment_slug, client_ip(request))
         except (DeploymentNotInScope, DeploymentInactive):
             # Only keys that may execute a deployment see its executions; to others they do not exist.
             raise exceptions.NotFound(EXECUTION_NOT_FOUND) from None

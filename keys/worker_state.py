@@ -6,7 +6,7 @@ no cached lookup, no rate-limit lease and no shared counter.
 
 from django.core.cache import cache
 
-from keys import ratelimit, usage, verification_cache
+from keys import ratelimit, refusals, usage, verification_cache
 
 
 def forget_worker_state() -> None:
@@ -16,3 +16,4 @@ def forget_worker_state() -> None:
     verification_cache.local_cache.stamp, verification_cache.local_cache.stamp_read_at = None, float("-inf")
     ratelimit.forget_leases()
     ratelimit.forget_throttled()
+    refusals.forget_refusals()

@@ -17,12 +17,16 @@ _SERVICE_ERRORS = "_keyscope_service_errors"
 
 
 def add_errors_to_form(form: forms.BaseForm, error: ValidationError) -> None:
-    """Show a service's ValidationError on the form; fields the form lacks become non-field errors."""
+    """Show a service's ValidationError on the form; fields the form lacks become non-field errors.
+
+    A form's `form_words` ({service message: the form's message}) says a message in the form's terms.
+    """
+    words: dict[str, str] = getattr(form, "form_words", {})
     if not hasattr(error, "error_dict"):
-        form.add_error(None, error)
+        form.add_error(None, [words.get(message, message) for message in error.messages])
         return
     for field, messages in error.message_dict.items():
-        form.add_error(field if field in form.fields else None, messages)
+        form.add_error(field if field in form.fields else None, [words.get(message, message) for message in messages])
 
 
 class ServiceErrorsOnFormMixin(admin.ModelAdmin):

@@ -109,6 +109,10 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         queryset = self.choices_for(db_field.related_model, request)
         if queryset is not None:
             kwargs["queryset"] = queryset
+            if db_field.related_model is Organization and len(only := list(queryset[:2])) == 1:
+                # An admin of one organization has nothing to choose: it is chosen for them.
+                kwargs.setdefault("initial", only[0].pk)
+                kwargs.setdefault("empty_label", None)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def choices_for(self, model: type[Model], request: HttpRequest) -> QuerySet | None:

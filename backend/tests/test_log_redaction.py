@@ -29,7 +29,7 @@ def test_creating_and_rotating_keys_in_the_admin_logs_no_key_at_debug(client_a, 
     key_id = response.context["issued"][0].key.pk
     response = client_a.post(admin_url(DEPLOYMENT, "add"), deployment_key_form(deployment_a1, "ci"))
     issued += full_keys_in(response)
-    response = client_a.post(admin_url(GLOBAL, "rotate", key_id), {"post": "yes", "grace_period_seconds": "60"})
+    response = client_a.post(admin_url(GLOBAL, "rotate", key_id), {"post": "yes", "grace_period_seconds": "3600"})
     issued += full_keys_in(response)
     assert len(set(issued)) == 3
 

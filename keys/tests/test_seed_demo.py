@@ -1,7 +1,10 @@
 """`manage.py seed_demo` creates what is missing of the demo, and prints only what it creates."""
 
 import io
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
@@ -111,3 +114,16 @@ def test_passwords_are_random_per_database():
     _, second = printed_login(seed_demo())
 
     assert first != second
+
+
+def test_the_printed_curl_lines_use_the_port_of_make_run(settings):
+    env = {**os.environ, "PORT": "9123", "DEBUG": "true", "KEYSCOPE_ENV_FILE": ""}
+    read = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.KEYSCOPE_DEMO_PORT)"],
+        env={**env, "DJANGO_SETTINGS_MODULE": "backend.settings"}, capture_output=True, text=True, check=True, cwd=settings.BASE_DIR,
+    )  # fmt: skip
+    assert read.stdout.strip() == "9123"  # PORT, as `make run` reads it
+
+    settings.KEYSCOPE_DEMO_PORT = 9123
+    curls = [line for line in seed_demo().splitlines() if "curl" in line]
+    assert curls and all("http://127.0.0.1:9123/api/v1/" in line for line in curls)

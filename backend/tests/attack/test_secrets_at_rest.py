@@ -84,7 +84,7 @@ def test_no_key_and_no_credential_in_a_database_dump_or_the_logs(
     for model, form in [(DEPLOYMENT, dk_form), (GLOBAL, global_key_form(org_a, "admin gk", [deployment_a1]))]:
         [created] = full_keys_in(admin.post(admin_url(model, "add"), form))
         pk = model_of(model).objects.get(digest=crypto.digest(created)).pk
-        [rotated] = full_keys_in(admin.post(admin_url(model, "rotate", pk), {"post": "yes", "grace_period_seconds": "60"}))
+        [rotated] = full_keys_in(admin.post(admin_url(model, "rotate", pk), {"post": "yes", "grace_period_seconds": "3600"}))
         full_keys += [created, rotated]
 
     # Use them all, working (new) and in grace (old), and some garbage made of them.

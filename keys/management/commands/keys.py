@@ -11,6 +11,7 @@ import getpass
 import json
 import sys
 import uuid
+from datetime import UTC
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -36,6 +37,7 @@ from keys.services import (
     keys_deactivate_unused,
     scope_input_errors,
 )
+from lib.text import cut, first_names
 from organizations.models import Organization
 
 EXAMPLES = """\
@@ -57,6 +59,7 @@ examples:
 A full key is printed only by `issue` and `rotate`, once: store it right away.
 """
 
+SCOPE_WIDTH = 32
 FIND_HELP = "Pick the key by --id, or by --org and --name (with --deployment for a deployment key)."
 
 
@@ -230,12 +233,27 @@ class Command(ExplainedCommand):
             organization = key.organization.slug
         return {"kind": key.KIND, "organization": organization, **data}
 
+    def _scope_names(self, data: dict[str, Any]) -> list[str]:
+        """A global key's list: its groups (as group:<slug>), then its deployments."""
+        return [*(f"group:{slug}" for slug in data["groups"]), *data["deployments"]]
+
     def _scope(self, data: dict[str, Any]) -> str:
         if data["kind"] == "deployment":
             return data["deployment"]
         if data["allow_all_deployments"]:
             return "all deployments"
-        return ",".join([*(f"group:{slug}" for slug in data["groups"]), *data["deployments"]]) or "(nothing)"
+        return ",".join(self._scope_names(data)) or "(nothing)"
+
+    def _scope_short(self, data: dict[str, Any], width: int) -> str:
+        """The list's SCOPE cell: the first slugs that fit, then how many more (`keys list --json` has them all)."""
+        names = self._scope_names(data) if data["kind"] == "global" and not data["allow_all_deployments"] else []
+        if not names:
+            return self._scope(data)
+        for shown in (3, 2, 1):
+            text = first_names(names, shown=shown)
+            if len(text) <= width:
+                return text
+        return text  # cut by the column, visibly
 
     def _print_key(self, key: ApiKey, *, as_json: bool, full_key: str | None = None) -> None:
         data = self._data(key)
@@ -255,7 +273,7 @@ class Command(ExplainedCommand):
             ("expires_at", data["expires_at"] or "never"),
             ("scopes", ",".join(data["scopes"])),
             ("allowed_ips", ",".join(data["allowed_ips"]) or "any address"),
-            *([("previous key", f"works until {data['previous_key_expires_at']}")] if data["previous_key_expires_at"] else []),
+            *([("previous key", f"works until {_when(data['previous_key_expires_at'])}")] if data["previous_key_expires_at"] else []),
         ]:
             self.stdout.write(f"{label + ':':<14}{value}")
         if full_key is not None:
@@ -290,16 +308,17 @@ class Command(ExplainedCommand):
         if not rows:
             self.stdout.write("No keys.")
             return
-        header = (
-            f"{'ID':<36}  {'KIND':<10}  {'ORG':<12}  {'SCOPE':<20}  {'STATUS':<8}  {'MASKED':<9}  "
-            f"{'MAY':<16}  {'FROM':<16}  NAME"
-        )
-        self.stdout.write(header)
+        # Columns cut what does not fit with "…", never silently; the name comes last, whole.
+        columns = [("ID", 36), ("KIND", 10), ("ORG", 12), ("SCOPE", SCOPE_WIDTH), ("STATUS", 8), ("MASKED", 9), ("MAY", 19), ("FROM", 18)]
+        self.stdout.write("  ".join(f"{title:<{width}}" for title, width in columns) + "  NAME")
         for row in rows:
+            cells = [
+                str(row["id"]), row["kind"], row["organization"], self._scope_short(row, SCOPE_WIDTH), row["status"],
+                row["key_masked"], _may(row["scopes"]), _from(row["allowed_ips"]),
+            ]  # fmt: skip
             self.stdout.write(
-                f"{row['id']:<36}  {row['kind']:<10}  {row['organization']:<12}  {self._scope(row)[:20]:<20}  "
-                f"{row['status']:<8}  {row['key_masked']:<9}  {_may(row['scopes']):<16}  "
-                f"{_from(row['allowed_ips']):<16}  {row['name']}"
+                "  ".join(f"{cut(cell, width):<{width}}" for cell, (_, width) in zip(cells, columns, strict=True))
+                + f"  {row['name']}"
             )
 
     def handle_issue(
@@ -449,6 +468,12 @@ def _from(allowed_ips: list[str]) -> str:
     if not allowed_ips:
         return "anywhere"
     return allowed_ips[0] if len(allowed_ips) == 1 else f"{len(allowed_ips)} networks"
+
+
+def _when(iso: str) -> str:
+    """An API time (ISO 8601, UTC) as a person reads it: to the second, with its zone."""
+    moment = parse_datetime(iso)
+    return iso if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _dumps(value: Any) -> str:

@@ -114,8 +114,8 @@ def test_switching_a_key_to_all_deployments_empties_its_list(client_a, org_a, gl
 @pytest.mark.parametrize(
     ("scope", "picked", "message"),
     [
-        ("all", True, "cannot be combined"),
-        ("selected", False, "at least one deployment"),
+        ("all", True, 'With "All deployments" as its scope a key lists none'),
+        ("selected", False, "Choose at least one deployment"),
     ],
 )
 def test_scope_rules_are_form_errors(client_a, org_a, deployment_a1, scope, picked, message):
@@ -123,7 +123,9 @@ def test_scope_rules_are_form_errors(client_a, org_a, deployment_a1, scope, pick
     response = client_a.post(admin_url(GLOBAL, "add"), global_key_form(org_a, "ci", deployments, scope=scope))
 
     assert response.status_code == 200
-    assert message in " ".join(response.context["adminform"].form.errors["deployments"])
+    errors = " ".join(response.context["adminform"].form.errors["deployments"])
+    # In the form's words: it has a "Scope" radio, not the API's allow_all_deployments.
+    assert message in errors and "allow_all_deployments" not in errors
     assert not GlobalApiDeploymentKey.objects.exists()
 
 
@@ -185,11 +187,11 @@ def test_lists_show_masked_key_scope_status_expiry_and_last_use(client_a, global
     for key, _ in (global_all_key_a, global_selected_key_a):
         assert key.key_masked in page
     assert "All deployments" in page and '<td class="field-scope">A one, A two</td>' in page
-    for column in ("Name", "Organization", "Key", "Scope", "Status", "Expires at", "Last used at"):
+    for column in ("Name", "Organization", "Key", "Scope", "Status", "Expires", "Last used"):
         assert column.upper() in page.upper()
 
 
-def test_the_deployment_key_list_shows_its_scope_as_a_count_and_the_deployment_in_its_own_column(
+def test_the_deployment_key_list_shows_the_deployment_as_its_scope_once(
     client_a, deployment_key_a1
 ):
     key, _ = deployment_key_a1
@@ -197,11 +199,11 @@ def test_the_deployment_key_list_shows_its_scope_as_a_count_and_the_deployment_i
     page = response.content.decode()
 
     assert key.key_masked in page
-    assert "1 deployment" in page
-    assert "Deployment a-one" not in page
-    assert '<td class="field-deployment_slug">a-one</td>' in page
-    assert '<td class="field-scope">1 deployment</td>' in page
-    for column in ("Name", "Organization", "Deployment", "Key", "Scope", "Status", "Expires at", "Last used at"):
+    # The deployment column is the scope, a link to the deployment; no "1 deployment" beside it.
+    assert "1 deployment<" not in page and "field-scope" not in page
+    deployment_url = admin_url("deployment", "change", key.deployment.pk, app="deployments")
+    assert f'<td class="field-deployment_slug"><a href="{deployment_url}">a-one</a></td>' in page
+    for column in ("Name", "Organization", "Deployment", "Key", "Status", "Expires", "Last used"):
         assert column.upper() in page.upper()
     # Sorting by the deployment column still works.
     sorted_page = client_a.get(admin_url(DEPLOYMENT, "changelist"), {"o": "3"})

@@ -59,9 +59,8 @@ def test_the_page_lists_the_imported_keys_of_the_users_organizations_only(client
 
 def test_rotating_all_imported_keys_shows_each_new_key_once(client_a, imported_a, imported_b):
     (dep, _), (glob, _) = imported_a
-    response = client_a.post(
-        admin_url(GLOBAL, "rotate_imported"), {"organization": dep.deployment.organization_id, "grace_period_seconds": 600}
-    )
+    ten_minutes = {"grace_period_seconds": "custom", "custom_grace": 10, "custom_grace_unit": 60}
+    response = client_a.post(admin_url(GLOBAL, "rotate_imported"), {"organization": dep.deployment.organization_id, **ten_minutes})
 
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     shown = full_keys_in(response)

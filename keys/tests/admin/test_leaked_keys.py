@@ -10,7 +10,8 @@ from keys.tests.leaks.helpers import report
 
 pytestmark = pytest.mark.django_db
 
-BADGE = '<span class="key-badge key-badge-leaked">reported as leaked</span>'
+# One badge system for every status (keys/admin.py status_badges): "Revoked", then this one.
+BADGE = '<span class="key-status key-status-revoked">Revoked</span> <span class="key-status key-status-leaked">Reported as leaked</span>'
 
 
 @pytest.fixture
@@ -64,4 +65,5 @@ def test_a_key_revoked_by_its_holder_says_that_on_its_page(client_a, client, dep
 
 
 def test_the_badge_styles_ship_with_the_app():
-    assert finders.find("keys/admin.css")
+    path = finders.find("keys/admin.css")
+    assert path and ".key-status-leaked" in open(path).read()

@@ -178,15 +178,15 @@ def shown_beside(page: str, label: str) -> str:
 def test_the_keys_page_says_until_when_the_replaced_secret_works(client_a, deployment_key_a1):
     key, _ = deployment_key_a1
     url = admin_url(DEPLOYMENT, "change", key.pk)
-    assert shown_beside(client_a.get(url).content.decode(), "Replaced secret works until") == "-"
+    assert shown_beside(client_a.get(url).content.decode(), "Old key works until") == "-"
 
     rotated, _ = key_rotate(key=key, actor=None, grace_period_seconds=3600)
     until = timezone.localtime(rotated.previous_key_expires_at)
-    shown = shown_beside(client_a.get(url).content.decode(), "Replaced secret works until")
-    assert shown == date_format(until, "DATETIME_FORMAT")
+    shown = shown_beside(client_a.get(url).content.decode(), "Old key works until")
+    assert shown == date_format(until, "DATETIME_FORMAT") and shown.endswith(" UTC")
 
     key_rotate(key=key, actor=None)  # no grace: the earlier one ends too
-    assert shown_beside(client_a.get(url).content.decode(), "Replaced secret works until") == "-"
+    assert shown_beside(client_a.get(url).content.decode(), "Old key works until") == "-"
 
 
 # The organization's key policy --------------------------------------------------------------

@@ -224,3 +224,17 @@ def test_an_org_admin_without_deployments_is_offered_none_of_another_organizatio
     assert response.status_code == 200
     assert list(response.context["adminform"].form.fields["deployments"].queryset) == []
     assert "b-one" not in response.content.decode()
+
+
+def test_an_admin_of_one_organization_finds_it_chosen_on_the_add_page(client_a, org_a):
+    form = client_a.get(admin_url(GLOBAL, "add")).context["adminform"].form
+
+    assert [choice for _, choice in form.fields["organization"].choices] == ["Organization A"]
+    assert form["organization"].value() == org_a.pk
+
+
+def test_an_admin_of_two_organizations_chooses_one(admin_a_and_c):
+    form = logged_in(admin_a_and_c).get(admin_url(GLOBAL, "add")).context["adminform"].form
+
+    assert [label for _, label in form.fields["organization"].choices] == ["---------", "Organization A", "Organization C"]
+    assert form["organization"].value() is None

@@ -2,6 +2,7 @@
 
 import json
 import re
+from datetime import UTC
 from io import StringIO
 
 import pytest
@@ -10,6 +11,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from deployments.services import group_create
+from deployments.tests.factories import DeploymentFactory
 from keys import crypto
 from keys.lookup import LOOKUPS
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
@@ -235,3 +237,38 @@ def test_rotate_with_grace_says_until_when_the_old_secret_works(deployment_key_a
     assert "previous key: works until 20" in out
     out, _ = run("rotate", "--id", str(deployment_key_a1[0].pk), "--json")
     assert json.loads(out)["previous_key_expires_at"] is None
+
+
+def test_list_names_a_long_scope_by_its_first_slugs_and_cuts_visibly(org_a):
+    slugs = [f"a-deployment-with-a-long-slug-{n}" for n in range(5)]
+    deployments = [DeploymentFactory(organization=org_a, slug=slug) for slug in slugs]
+    GlobalApiDeploymentKey.objects.issue(organization=org_a, name="wide", deployments=deployments)
+
+    out, _ = run("list", "--org", "org-a")
+
+    header, row = out.splitlines()[:2]
+    scope = row[header.index("SCOPE") : header.index("STATUS")].strip()
+    assert scope.startswith("a-deployment-with-a-long-slug-0") and scope.endswith("…")
+    assert row.rstrip().endswith("wide")  # the name, whole, after the cut column
+    short = run("list", "--org", "org-a", "--json")[0]
+    assert sorted(json.loads(short)[0]["deployments"]) == sorted(slugs)  # --json has them all
+
+
+def test_list_says_how_many_more_deployments_a_scope_has(org_a, deployment_a1, deployment_a2, deployment_a3):
+    extra = DeploymentFactory(organization=org_a, slug="a-four")
+    GlobalApiDeploymentKey.objects.issue(
+        organization=org_a, name="four", deployments=[deployment_a1, deployment_a2, deployment_a3, extra]
+    )
+
+    out, _ = run("list", "--org", "org-a")
+
+    assert "a-four, a-one and 2 more" in out  # three would not fit the column
+
+
+def test_rotate_with_grace_prints_when_the_old_key_stops(deployment_key_a1):
+    key, _ = deployment_key_a1
+    out, _ = run("rotate", "--id", str(key.pk), "--grace", "3600")
+
+    key.refresh_from_db()
+    until = key.previous_key_expires_at.astimezone(UTC)
+    assert f"previous key: works until {until:%Y-%m-%d %H:%M:%S} UTC" in out
