@@ -174,6 +174,7 @@ def test_the_life_of_a_key_in_the_browser(live_server, page):
     assert todays_requests(page) == 4
     assert page.locator("rect.key-usage-today title").text_content().endswith(": 4 requests")
     assert page.locator(".field-status .key-status-active").is_visible()
+    assert page.locator(".field-last_used_at .readonly").inner_text().endswith(" UTC")  # as fresh as the chart
     shot(page, "life-05-key-page-used")
 
     # The list: masked, its scope by name, its badge; the full key is gone.

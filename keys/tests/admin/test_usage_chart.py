@@ -50,6 +50,8 @@ def test_the_key_page_shows_todays_requests_in_the_chart_and_the_table(client_a,
     rows = re.findall(r"<tr(?: class=\"key-usage-today-row\")?><th scope=\"row\">.*?</th><td>(\d+)</td></tr>", page)
     assert len(rows) == 30 and rows[-1] == "3" and set(rows[:-1]) == {"0"}
     assert "3 requests in 30 days" in page
+    last_used = re.search(r'field-last_used_at.*?<div class="readonly">([^<]*)</div>', page, re.S)
+    assert last_used is not None and last_used.group(1).endswith(" UTC")  # flushed before the page, as the chart is
 
 
 def test_the_chart_reads_its_numbers_from_usage_for(client_a, deployment_key_a1, monkeypatch):
