@@ -111,15 +111,21 @@ class IssuedKey:
     scope: str = ""
 
 
+IN_GRACE = "grace"
+
+
 class StatusFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(status.value, status.label) for status in KeyStatus]
+        return [*((status.value, status.label) for status in KeyStatus), (IN_GRACE, "In grace (old key still works)")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         status = self.value()
+        if status == IN_GRACE:  # as the badge says it: active, and a rotation's old secret still works
+            keys = cast(KeyQuerySet, queryset).with_status(KeyStatus.ACTIVE)
+            return keys.with_previous_key_expiry().filter(previous_key_valid_until__isnull=False)
         return cast(KeyQuerySet, queryset).with_status(status) if status in KeyStatus.values else queryset
 
 

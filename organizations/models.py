@@ -33,7 +33,7 @@ class Organization(models.Model):
     deactivate_unused_keys_after_days = policy_days(
         "`manage.py keys deactivate-unused` deactivates keys unused for this many days; empty: never."
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField("created", auto_now_add=True)
 
     class Meta:
         ordering = ["slug"]
@@ -50,7 +50,7 @@ class Membership(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField("created", auto_now_add=True)
 
     class Meta:
         constraints = [

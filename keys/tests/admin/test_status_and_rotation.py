@@ -121,3 +121,13 @@ def test_the_deployment_page_lists_its_keys_with_their_badges(client_a, deployme
     page = client_a.get(admin_url("deployment", "change", key.deployment.pk, app="deployments")).content.decode()
 
     assert '<span class="key-status key-status-active">Active</span>' in page and "keys/admin.css" in page
+
+
+def test_the_status_filter_finds_the_keys_in_grace(client_a, org_a, global_all_key_a):
+    key, _ = global_all_key_a
+    issue_global_key(org_a, name="never rotated", allow_all_deployments=True)
+    key_rotate(key=key, actor=None, grace_period_seconds=3600)
+
+    listed = client_a.get(admin_url(GLOBAL, "changelist"), {"status": "grace"}).context["cl"].result_list
+
+    assert [row.name for row in listed] == [key.name]
