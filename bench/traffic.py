@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.over_http import Server, run_wrk, start_wrk, wrk_figures
+from bench.over_http import Server, run_wrk, start_wrk, warm_pool, wrk_figures
 from bench.seed import PopulationKey
 from bench.variants import Variant
 
@@ -84,10 +84,6 @@ def revocation_under_load(env: dict[str, str], log_path: Path, mixed: Variant, c
     }
 
 
-MEMORY_SLICE = 8_000  # keys handed to one wrk run of MEMORY_BURST_SECONDS (more than it can serve cold)
-MEMORY_BURST_SECONDS = 2
-
-
 def memory_at(
     env: dict[str, str], log_path: Path, population: list[PopulationKey], sizes: list[int], connections: int
 ) -> list[dict[str, Any]]:
@@ -110,11 +106,9 @@ def memory_at(
         for size in sizes:
             if size > len(population):
                 break
-            while served < size:
-                pool = population[served : min(size, served + MEMORY_SLICE)]
-                variant = Variant("memory", "memory", path=pool[0].path, pool=pool)
-                result = run_wrk(server.url, variant, MEMORY_BURST_SECONDS, connections)
-                served += min(len(pool), max(1, result["requests"] - connections))  # the last few may still be in flight
+            pool = population[served:size]
+            warm_pool(server.url, Variant("memory", "memory", path=pool[0].path, pool=pool), connections)
+            served = size
             figures.append({"keys": size, **client.get("/bench/cache-stats/").json()})
         client.close()
     finally:
