@@ -152,7 +152,9 @@ def _usage_statements(counts: dict[tuple[str, date], int]) -> list[tuple[str, li
 
 
 def _last_used_statements(last_used: dict[tuple[str, str], datetime]) -> list[tuple[str, list[Any]]]:
-    """One UPDATE per kind of key: each key's `last_used_at` moved forward to when it was used, never back."""
+    """One UPDATE per kind of key, joined to the flush's (id, when) pairs: each key's `last_used_at` moved
+    forward to when it was used, never back. A join, not a CASE per key, so a flush of 10,000 keys is one
+    indexed pass (UPDATE ... FROM, PostgreSQL and SQLite 3.33+ alike)."""
     qn = connection.ops.quote_name
     statements = []
     for kind, model in MODEL_BY_KIND.items():
@@ -161,19 +163,21 @@ def _last_used_statements(last_used: dict[tuple[str, str], datetime]) -> list[tu
             continue
         meta = model._meta
         id_field, at_field = meta.get_field("id"), meta.get_field("last_used_at")
-        column = qn(at_field.column)
-        cases, params, ids = [], [], []
+        table, column = qn(meta.db_table), qn(at_field.column)
+        # PostgreSQL types a VALUES list from its literals (text): the first row says what they are.
+        if connection.vendor == "postgresql":
+            first = f"(CAST(%s AS {id_field.db_type(connection)}), CAST(%s AS {at_field.db_type(connection)}))"
+        else:
+            first = "(%s, %s)"
+        values = ", ".join([first] + ["(%s, %s)"] * (len(used) - 1))
+        params: list[Any] = []
         for kid, when in used:
-            db_id = id_field.get_db_prep_value(kid, connection)
-            db_when = at_field.get_db_prep_value(when, connection)
-            cases.append(f"WHEN {qn('id')} = %s AND ({column} IS NULL OR {column} < %s) THEN %s")
-            params += [db_id, db_when, db_when]
-            ids.append(db_id)
+            params += [id_field.get_db_prep_value(kid, connection), at_field.get_db_prep_value(when, connection)]
         statements.append(
             (
-                f"UPDATE {qn(meta.db_table)} SET {column} = CASE {' '.join(cases)} ELSE {column} END"
-                f" WHERE {qn('id')} IN ({', '.join(['%s'] * len(ids))})",
-                params + ids,
+                f"UPDATE {table} SET {column} = used.column2 FROM (VALUES {values}) AS used"
+                f" WHERE {table}.{qn('id')} = used.column1 AND ({table}.{column} IS NULL OR {table}.{column} < used.column2)",
+                params,
             )
         )
     return statements
