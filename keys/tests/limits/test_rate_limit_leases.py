@@ -6,6 +6,7 @@ is the only slack, and limits under 200 a minute are counted exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -131,7 +132,7 @@ def test_a_changed_limit_drops_the_lease_taken_under_the_old_one(deployment_a1):
     key = verified(row)
     assert ratelimit.check_key(key).remaining == 9_999
 
-    lowered = VerifiedKey(**{**key.__dict__, "rate_limit_per_minute": 150})
+    lowered = dataclasses.replace(key, rate_limit_per_minute=150)
 
     with counting_round_trips() as calls:
         result = ratelimit.check_key(lowered)
