@@ -36,7 +36,7 @@ endif
 	scripts/with-services.sh $(PY) -m pytest $(PYTEST_ARGS)
 ifeq ($(strip $(PYTEST_ARGS)),)
 	@echo "The suite again on what make run uses without DATABASE_URL and REDIS_URL: SQLite, no Redis."
-	DATABASE_URL=sqlite:///$(CURDIR)/var/test-sqlite.db REDIS_URL= $(PY) -m pytest -q -m "not slow and not browser"
+	KEYSCOPE_TEST_PASS=sqlite DATABASE_URL=sqlite:///$(CURDIR)/var/test-sqlite.db REDIS_URL= $(PY) -m pytest -q -m "not slow and not browser"
 endif
 
 # mypy loads the settings (django-stubs): DEBUG=true lets them load without a SECRET_KEY.
