@@ -296,6 +296,12 @@ KEYSCOPE_VERIFICATION_CACHE_SECONDS = env.float("KEYSCOPE_VERIFICATION_CACHE_SEC
 # How often a worker reads the database's verification stamp: the bound on a write that no message announced.
 KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS = env.float("KEYSCOPE_VERIFICATION_STAMP_CHECK_SECONDS", default=0.5)
 KEYSCOPE_VERIFICATION_CACHE_MAX_NEGATIVE = env.int("KEYSCOPE_VERIFICATION_CACHE_MAX_NEGATIVE", default=10_000)
+# Each worker holds the first 8 bytes of every digest a key lookup could find (keys/digest_filter.py): about 8 bytes
+# a key, 8 MB for a million, built by a thread of its own as the worker starts and after every reconnection, so a
+# well-formed key no one issued is refused with no query. False: such keys are looked up (and cached as unknown).
+KEYSCOPE_DIGEST_FILTER = env.bool("KEYSCOPE_DIGEST_FILTER", default=True)
+# That thread; off in tests, which build the filter by hand (digest_filter.catch_up()) on their own connection.
+KEYSCOPE_DIGEST_FILTER_THREAD = env.bool("KEYSCOPE_DIGEST_FILTER_THREAD", default=not TESTING)
 # A thread per process writes buffered usage once a second (keys/usage.py); tests flush by hand.
 KEYSCOPE_USAGE_FLUSH_THREAD = env.bool("KEYSCOPE_USAGE_FLUSH_THREAD", default=not TESTING)
 KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES = env.int("KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES", default=250_000)

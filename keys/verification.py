@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from deployments.models import Deployment, DeploymentGroup
 from keys import crypto
+from keys.digest_filter import digest_filter
 from keys.lookup import DeploymentRef, VerifiedKey, lookup_for
 from keys.models import deployments_in_scope
 from keys.verification_cache import MISSING, check_stamp, local_cache
@@ -40,9 +41,10 @@ def verify(
     A warm key is answered from this worker's cache by its digest alone: only a
     well-formed key ever gets an entry, so its format needs no second check. A
     cold one has its format and checksum checked first, so junk never reaches the
-    database, then `before_lookup` may refuse it (by raising), then it is looked
-    up, with the deployment `deployment_slug` when given: the Target, for a key
-    that passes, so the request needs no second query even with the cache off.
+    database, and one whose digest this worker's digest filter knows no key has
+    is unknown with no query either (keys/digest_filter.py); then `before_lookup`
+    may refuse it (by raising), then it is looked up, with the deployment
+    `deployment_slug` when given: the Target, for a key that passes, so the request needs no second query even with the cache off.
     An imported UUID (any case) takes the same path, its one lookup searching
     both kinds of key; with KEYSCOPE_ACCEPT_UUID_KEYS=false it is refused here,
     before the cache and the database.
@@ -60,6 +62,8 @@ def verify(
     found = crypto.well_formed(candidate, accept_uuid_keys=accept_uuid_keys)
     if found is None:
         return None, None
+    if not digest_filter.might_hold(found.digest):
+        return None, None  # no key has it (the filter is current): unknown without a query, nothing cached
     if before_lookup is not None:
         before_lookup()
     generation = local_cache.generation

@@ -19,6 +19,10 @@ KEYSCOPE_VERIFICATION_CACHE_MAX_NEGATIVE of them, the oldest dropped first, so
 a flood of distinct unknown keys cannot push valid keys out; valid answers are
 bounded by KEYSCOPE_VERIFICATION_CACHE_MAX_ENTRIES, the oldest dropped first.
 
+Beside the cache, each worker holds a filter of every digest a key lookup could
+find (keys/digest_filter.py), told of every drop and clear of this cache, so
+that a flood of keys no one issued costs no query; it follows the same rules.
+
 Cache keys are digests and ids only, never a key.
 """
 
@@ -30,6 +34,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -52,6 +57,9 @@ class LocalCache:
         self.generation = 0
         self.stamp: int | None = None  # the database's verification stamp when last read
         self.stamp_read_at = float("-inf")
+        # Told the tags of every drop (None: everything) after it: what else a worker keeps that they may change
+        # (keys/digest_filter.py, the digests it holds). Called in whatever thread drops, the Redis listener's too.
+        self.watchers: list[Callable[[frozenset[str] | None], None]] = []
 
     def get(self, key: Any) -> Any:
         entry = self._entries.get(key)
@@ -89,6 +97,7 @@ class LocalCache:
             self.generation += 1
             self._entries.clear()
             self._negative.clear()
+        self._tell_watchers(None)
 
     def drop(self, tags: frozenset[str] | None) -> None:
         """Forget the answers a write with these tags could have changed (None: every answer).
@@ -109,6 +118,11 @@ class LocalCache:
                 self._negative.clear()
             for name in [name for name, (_, value) in self._entries.items() if _touched(name, value, keys, scopes, tags)]:
                 del self._entries[name]
+        self._tell_watchers(tags)
+
+    def _tell_watchers(self, tags: frozenset[str] | None) -> None:
+        for watcher in self.watchers:
+            watcher(tags)
 
     def __len__(self) -> int:
         return len(self._entries) + len(self._negative)
