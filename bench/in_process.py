@@ -28,6 +28,25 @@ def _wait_for_invalidation_channel() -> None:
         time.sleep(0.05)
 
 
+def _wait_for_digest_filter() -> None:
+    """This process's digest filter built (keys/digest_filter.py), as a serving worker has it moments after it starts:
+    until then a key no one issued is looked up."""
+    from django.conf import settings
+
+    from keys.digest_filter import digest_filter
+
+    if not settings.KEYSCOPE_DIGEST_FILTER:
+        return
+    if not settings.KEYSCOPE_DIGEST_FILTER_THREAD:
+        digest_filter.catch_up()  # no thread to build it: built here
+    digest_filter.might_hold("0" * 64)  # starts its thread, as a worker's first cold request does
+    deadline = time.monotonic() + 300
+    while not digest_filter.trusted():
+        if time.monotonic() > deadline:
+            raise SystemExit("the digest filter was not built in 300 s")
+        time.sleep(0.05)
+
+
 def draws(variant: Variant, count: int) -> Iterator[PopulationKey] | None:
     """The keys a pooled row's requests take, one per request, endlessly; None for a row of one key."""
     if variant.fresh is not None:
@@ -49,7 +68,10 @@ def cache_aside() -> Iterator[None]:
     kept = local_cache._entries, local_cache._negative
     local_cache._entries, local_cache._negative = type(kept[0])(), type(kept[1])()
     try:
-        local_cache.clear()  # a new generation: nothing computed before is stored
+        # A new generation: nothing computed before is stored. Not clear(), which would also set the digest
+        # filter rebuilding, as a write no one announced does: the filter stays as a serving worker keeps it.
+        with local_cache._lock:
+            local_cache.generation += 1
         yield
     finally:
         local_cache._entries, local_cache._negative = kept
@@ -114,6 +136,7 @@ def run_inprocess(variants: list[Variant], rounds: int, requests: int) -> dict[s
 
     client = Client()
     _wait_for_invalidation_channel()
+    _wait_for_digest_filter()
     samples = max(20, min(requests, 200))
     # Enough fresh keys that no request of a burst repeats one (warm-up, bursts as itself and as a baseline, samples).
     fresh_needed = 20 + 2 * rounds * (requests + 1) + samples

@@ -178,7 +178,7 @@ THROUGHPUT_TARGETS = (
     ("group-cold", 0.60),
     ("execute", 0.90),
 )
-ZERO_QUERY_ROWS = ("dep-warm", "global-scope-warm", "scoped-warm", "group-warm", "junk", "junk-throttled")
+ZERO_QUERY_ROWS = ("dep-warm", "global-scope-warm", "scoped-warm", "group-warm", "junk", "junk-throttled", "unknown")
 COLD_ROWS = ("dep-cold", "global-scope-cold", "global-wide-cold", "group-cold")
 
 
