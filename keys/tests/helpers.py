@@ -144,6 +144,22 @@ def needs_redis(what: str) -> None:
     pytest.skip(reason)
 
 
+SUBSCRIBE_WAIT_SECONDS = 5.0
+
+
+def wait_for_subscription() -> None:
+    """The invalidation listener of this process is up, so answers get cached (and the digest filter is used)."""
+    from keys import verification_cache
+
+    if not settings.REDIS_URL:
+        return
+    deadline = time.monotonic() + SUBSCRIBE_WAIT_SECONDS
+    while not verification_cache._bus.healthy():
+        if time.monotonic() > deadline:
+            pytest.fail("the cache invalidation listener did not subscribe within 5 seconds")
+        time.sleep(0.01)
+
+
 class Clock:
     """Stands in for the `time` module inside the counters, rate limits and usage: frozen, moved on by hand."""
 

@@ -12,32 +12,18 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from django.conf import settings
 
-from keys import ratelimit, usage, verification_cache
-from keys.tests.helpers import Clock, RedisServer, free_port, needs_redis, redis_answers
+from keys import ratelimit, usage
+from keys.tests.helpers import Clock, RedisServer, free_port, needs_redis, redis_answers, wait_for_subscription
 from keys.worker_state import forget_worker_state
 from lib import counters
 from lib.redis_client import reset_clients
-
-SUBSCRIBE_WAIT_SECONDS = 5.0
-
-
-def _wait_for_subscription() -> None:
-    """The invalidation listener of this process is up, so answers get cached."""
-    if not settings.REDIS_URL:
-        return
-    deadline = time.monotonic() + SUBSCRIBE_WAIT_SECONDS
-    while not verification_cache._bus.healthy():
-        if time.monotonic() > deadline:
-            pytest.fail("the cache invalidation listener did not subscribe within 5 seconds")
-        time.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)
 def limits_state(db) -> Iterator[None]:
     forget_worker_state()
-    _wait_for_subscription()
+    wait_for_subscription()
     yield
     forget_worker_state()
 
