@@ -146,9 +146,11 @@ class DigestFilter:
 
     def might_hold(self, key_digest: str) -> bool:
         """False only when no key the lookup could find has this digest, and the filter is current; True: look it up."""
-        if not self._usable():
+        if not settings.KEYSCOPE_DIGEST_FILTER or settings.KEYSCOPE_VERIFICATION_CACHE_SECONDS <= 0:
             return True
-        self._ensure_worker()
+        self._ensure_worker()  # before the subscription is up too: the thread waits for it, then builds
+        if not _bus.healthy():
+            return True
         current = self._current
         if current is None:
             return True

@@ -25,12 +25,14 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
+from django.db.models import F
 from django.urls import Resolver404, resolve
 
 from backend.tests.subprocesses import clean_env, production_secret_key
 from deployments.models import GroupDeployment
 from deployments.services import group_create
-from keys.models import DeploymentKey
+from keys import crypto
+from keys.models import DeploymentKey, VerificationStamp
 from keys.services import key_revoke
 from keys.tests.factories import issue_deployment_key, issue_global_key
 from keys.tests.helpers import free_port, needs_redis
@@ -140,8 +142,7 @@ def start_pair(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[Server, Se
             server.stop()
 
 
-@pytest.fixture
-def servers(tmp_path) -> Iterator[tuple[Server, Server]]:
+def start_pair_with_redis(tmp_path: Path, log_level: str = "WARNING") -> Iterator[tuple[Server, Server]]:
     needs_redis("MULTI-PROCESS LIMITS AND INVALIDATION")
     needs_postgresql()
     env = clean_env(
@@ -150,9 +151,20 @@ def servers(tmp_path) -> Iterator[tuple[Server, Server]]:
         SECRET_KEY=production_secret_key(),
         ALLOWED_HOSTS="127.0.0.1",
         KEYSCOPE_VERIFICATION_CACHE_SECONDS="30",
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL=log_level,
     )
     yield from start_pair(tmp_path, env)
+
+
+@pytest.fixture
+def servers(tmp_path) -> Iterator[tuple[Server, Server]]:
+    yield from start_pair_with_redis(tmp_path)
+
+
+@pytest.fixture
+def servers_logging_builds(tmp_path) -> Iterator[tuple[Server, Server]]:
+    """The same, logging at INFO, where each process says when its digest filter is built."""
+    yield from start_pair_with_redis(tmp_path, log_level="INFO")
 
 
 @pytest.fixture
@@ -329,6 +341,43 @@ def test_a_deployment_added_to_a_group_opens_to_its_keys_on_every_process_within
     assert set(opened) == set(closed) == {one.port, two.port}, f"not every process heard of it in 3 s: {opened}, {closed}"
     assert max(opened.values()) < PROPAGATION_BOUND_SECONDS, opened
     assert max(closed.values()) < PROPAGATION_BOUND_SECONDS, closed
+
+
+FILTER_BUILT = "digest filter built"
+
+
+def test_a_key_issued_while_every_process_holds_its_digest_filter_is_accepted_by_every_process_within_one_second(
+    servers_logging_builds, deployment_a1
+):
+    """Each process refuses keys no one issued from its digest filter; a new key, announced or not, is not one of them
+    for longer than the cache's bounds: its flush message, or the stamp read twice a second."""
+    one, two = servers = servers_logging_builds
+    for server in servers:  # a first cold request starts the process's filter thread
+        assert server.execute(crypto.generate_key("deployment")).status_code == 401
+    deadline = time.monotonic() + 10.0
+    while not all(FILTER_BUILT in server.output() for server in servers):
+        assert time.monotonic() < deadline, f"not every process built its filter in 10 s:\n{one.output()}\n{two.output()}"
+        time.sleep(POLL_SECONDS)
+
+    _, announced = issue_deployment_key(deployment_a1, name="announced", rate_limit_per_minute=0)  # committed, flushed
+    announced_at = time.monotonic()
+    accepted = answered_after(servers, announced, 200, None, announced_at)
+
+    unannounced = crypto.generate_key("deployment")  # as a process without Redis writes one: the stamp alone tells
+    DeploymentKey.objects.bulk_create(
+        [DeploymentKey(deployment=deployment_a1, name="unannounced", digest=crypto.digest(unannounced), last4=unannounced[-4:])]
+    )
+    VerificationStamp.objects.filter(pk=1).update(version=F("version") + 1)
+    unannounced_at = time.monotonic()
+    accepted_unannounced = answered_after(servers, unannounced, 200, None, unannounced_at)
+
+    print(
+        f"new key accepted after {sorted(round(s * 1000) for s in accepted.values())} ms (announced), "
+        f"{sorted(round(s * 1000) for s in accepted_unannounced.values())} ms (the stamp alone)"
+    )
+    assert set(accepted) == set(accepted_unannounced) == {one.port, two.port}, (accepted, accepted_unannounced)
+    assert max(accepted.values()) < PROPAGATION_BOUND_SECONDS, accepted
+    assert max(accepted_unannounced.values()) < PROPAGATION_BOUND_SECONDS, accepted_unannounced
 
 
 def test_usage_is_exact_across_two_processes_without_redis(servers_without_redis, deployment_a1, admin_a):
