@@ -16,6 +16,7 @@ cached and compared cheaply; keys/verification.py decides what it may do.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -227,9 +228,7 @@ class KeyLookupQuery:
         params: list[Any] = []
         for kind in self.kinds:
             params += [deployment_slug, key_digest, deployment_slug, key_digest, kind] if with_target else [key_digest, key_digest, kind]
-        with _lookup_cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        row = _fetch_one(sql, params)
         if row is None:
             return None, {}
         values: dict[str, Any] = {}
@@ -255,6 +254,36 @@ UUID_LOOKUP = KeyLookupQuery(("deployment", "global"))
 def lookup_for(candidate: crypto.Candidate) -> KeyLookupQuery:
     """The lookup a well-formed key needs: its own kind's, or both kinds' for a UUID."""
     return UUID_LOOKUP if candidate.kind is None else LOOKUPS[candidate.kind]
+
+
+def _fetch_one(sql: str, params: list[Any]) -> Any:
+    """The lookup's one row (or None).
+
+    On PostgreSQL with nothing logging queries (a serving worker), one preparing cursor per
+    connection is kept and reused, past Django's cursor wrappers: what they do for one
+    statement (the health check, a broken transaction refused, errors wrapped, the
+    connection's answer noted for lib/db/postgresql) is done here, and the wrapper and a new
+    cursor per cold request cost about half what the database round trip does. Anything
+    that logs queries (assertNumQueries, CaptureQueriesContext, DEBUG) gets Django's own
+    cursor, so the lookup is counted and logged like any query.
+    """
+    if connection.vendor != "postgresql" or not settings.KEYSCOPE_PREPARED_KEY_LOOKUP or connection.queries_logged:
+        with _lookup_cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    raw = connection.connection
+    with connection.wrap_database_errors:
+        kept = getattr(connection, "_keyscope_lookup_cursor", None)
+        if kept is None or kept[0] is not raw:
+            kept = connection._keyscope_lookup_cursor = (raw, _preparing_cursor_class()(raw))  # type: ignore[attr-defined]
+        cursor = kept[1]
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    connection.answered_at = time.monotonic()  # type: ignore[attr-defined]  # lib.db.postgresql's health-check clock
+    return row
 
 
 def _lookup_cursor() -> Any:
