@@ -204,6 +204,8 @@ def targets_lines(scales: list[tuple[dict, dict, dict | None, dict]]) -> list[st
                 f"{verdict(min(measured) >= goal)} |"
             )
         for vid in ZERO_QUERY_ROWS:
+            if vid not in inproc:
+                continue
             q = inproc[vid]["queries"]
             server = http[vid]["pg_per_request"] if http else None
             ok = round(q) == 0 and (server is None or round(server) == 0)
@@ -212,6 +214,8 @@ def targets_lines(scales: list[tuple[dict, dict, dict | None, dict]]) -> list[st
                 f" {_fmt(server, '.2f')} | | {verdict(ok)} |"
             )
         for vid in COLD_ROWS:
+            if vid not in inproc:
+                continue
             q = inproc[vid]["queries"]
             lookups = inproc[vid]["query_kinds"].get("key", 0)
             server = http[vid]["pg_per_request"] if http else None

@@ -75,6 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-http", action="store_true", default=os.environ.get("BENCH_HTTP", "1") == "0")
     parser.add_argument("--no-peer", action="store_true", default=os.environ.get("BENCH_PEER", "1") == "0")
+    parser.add_argument(
+        "--only",
+        default=os.environ.get("BENCH_ONLY", ""),
+        help="comma-separated row ids to run, beside the baseline (and execute-noauth for execute); no memory measurement",
+    )
     parser.add_argument("--profile", default=os.environ.get("BENCH_PROFILE"), help="a variant id to profile with cProfile")
     parser.add_argument("--database", default=os.environ.get("BENCH_DATABASE_NAME", "keyscope_bench"))
     parser.add_argument("--output", default=os.environ.get("BENCH_OUTPUT", str(DEFAULT_OUTPUT)))
@@ -91,6 +96,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     else:
         args.scale_list = preset["scales"]
     return args
+
+
+def only_rows(variants: list[Any], only: str) -> list[Any]:
+    """The rows BENCH_ONLY names, with the baseline every ratio needs (and `execute`'s own baseline)."""
+    wanted = {name.strip() for name in only.split(",") if name.strip()} | {"baseline"}
+    if "execute" in wanted:
+        wanted.add("execute-noauth")
+    unknown = wanted - {v.id for v in variants}
+    if unknown:
+        raise SystemExit(f"BENCH_ONLY names no such row: {', '.join(sorted(unknown))} (rows: {', '.join(v.id for v in variants)})")
+    return [v for v in variants if v.id in wanted]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             fixtures["mixed_keys"] = args.mixed_keys
             variants = build_variants(fixtures, peer)
+            if args.only:
+                variants = only_rows(variants, args.only)
             print(f"  seeded in {fixtures['seed_seconds']:.1f} s; in-process harness ...", file=sys.stderr, flush=True)
             inproc = run_inprocess(variants, args.rounds, args.requests)
             if args.profile:
@@ -169,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 if mixed is not None and last:
                     print("  revocation under the mixed load ...", file=sys.stderr, flush=True)
                     traffic["revocation"] = revocation_under_load(env, logs / f"{args.database}-revoke.log", mixed, args.connections)
-                if last and len(fixtures["population"]) >= args.memory_keys[0]:
+                if last and not args.only and len(fixtures["population"]) >= args.memory_keys[0]:
                     print("  memory as keys pile up ...", file=sys.stderr, flush=True)
                     traffic["memory"] = memory_at(
                         env, logs / f"{args.database}-memory.log", fixtures["population"], args.memory_keys, args.connections
