@@ -71,4 +71,7 @@ def _error_response(exc: exceptions.APIException) -> Response:
     detail = exc.detail
     code = "rate_limited" if isinstance(exc, exceptions.Throttled) else (getattr(detail, "code", None) or exc.default_code)
     set_rollback()
-    return Response({"detail": str(detail), "code": code}, status=exc.status_code, headers=headers)
+    response = Response({"detail": str(detail), "code": code}, status=exc.status_code, headers=headers)
+    if getattr(exc, "quiet", False):  # lib.exceptions.quiet
+        response._has_been_logged = True  # type: ignore[attr-defined]  # what django.utils.log.log_response checks
+    return response

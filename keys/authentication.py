@@ -86,13 +86,21 @@ THROTTLED_DETAIL = "Too many failed authentications from this address. Try again
 
 
 def refuse(request: Request, code: str, address: str | None = None) -> exceptions.APIException:
-    """A failed authentication: counted against the client address, 429 once it is over its limit."""
-    throttled, reset = ratelimit.record_failed_auth(address or client_ip(request))
+    """A failed authentication: counted against the client address, 429 once it is over its limit.
+
+    Quiet (lib.exceptions.quiet): no WARNING line per refusal from Django, which would turn a junk
+    flood into a log flood and cost a refused request as much again as the check; a DEBUG line
+    here instead, and one WARNING when an address gets throttled (keys/ratelimit.py).
+    """
+    address = address or client_ip(request)
+    throttled, reset = ratelimit.record_failed_auth(address)
+    if throttled or code != IpNotAllowed.default_code:  # ip_not_allowed has its own WARNING, naming the key
+        logger.debug("refused %s from %s", "rate_limited" if throttled else code, address)
     if throttled:
-        return RateLimited(THROTTLED_DETAIL, wait=reset)
+        return lib.exceptions.quiet(RateLimited(THROTTLED_DETAIL, wait=reset))
     if code == IpNotAllowed.default_code:
-        return IpNotAllowed()
-    return exceptions.AuthenticationFailed(FAILURE_DETAILS[code], code=code)
+        return lib.exceptions.quiet(IpNotAllowed())
+    return lib.exceptions.quiet(exceptions.AuthenticationFailed(FAILURE_DETAILS[code], code=code))
 
 
 def meter_lookup(request: Request) -> None:
@@ -101,7 +109,7 @@ def meter_lookup(request: Request) -> None:
     allowed, reset = ratelimit.lookup_allowed(address)
     if not allowed:
         ratelimit.record_failed_auth(address)  # a refusal, so the address stays throttled
-        raise RateLimited(THROTTLED_DETAIL, wait=reset)
+        raise lib.exceptions.quiet(RateLimited(THROTTLED_DETAIL, wait=reset))
 
 
 class ApiKeyAuthentication(BaseAuthentication):

@@ -10,6 +10,7 @@ KEYSCOPE_RATELIMIT_FAIL_OPEN, with one error log line a minute.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from django.conf import settings
 from keys.lookup import VerifiedKey
 from lib import counters
 from lib.counters import WINDOW_SECONDS, CountersUnavailable
+
+logger = logging.getLogger("keyscope.auth")
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,8 @@ def record_failed_auth(address: str | None, now: float | None = None) -> tuple[b
         tally.shared, tally.read_at = count, now
     throttled = count > limit
     if throttled:
+        if not throttled_here:  # once as this worker finds the address throttled, not per refusal
+            logger.warning("address %s throttled: %d failed authentications in the last minute (limit %d)", name, count, limit)
         if len(_throttled_until) >= MAX_THROTTLED_KEPT:
             _throttled_until.clear()
         _throttled_until[name] = now + counters.WINDOW_SECONDS

@@ -1,6 +1,17 @@
 """API errors the apps raise beside DRF's own; backend/exceptions.py turns every one into the error shape."""
 
+from typing import TypeVar
+
 from rest_framework import exceptions, status
+
+E = TypeVar("E", bound=exceptions.APIException)
+
+
+def quiet(exc: E) -> E:
+    """Mark an error that Django should not log as a WARNING line per response (backend/exceptions.py):
+    refusals an attacker can repeat at will, which their own module logs as it sees fit."""
+    exc.quiet = True  # type: ignore[attr-defined]
+    return exc
 
 
 class Conflict(exceptions.APIException):

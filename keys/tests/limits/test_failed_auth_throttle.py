@@ -3,6 +3,8 @@
 
 
 
+import logging
+
 import pytest
 from django.test import RequestFactory, override_settings
 
@@ -295,3 +297,27 @@ def test_failures_not_sent_when_a_window_ends_count_in_the_next(client, deployme
 
     # 55 sent, 1 unsent, then these: the 5th makes 61. Had the unsent one been lost, it would be the 6th.
     assert statuses.index(429) == 4, statuses
+
+
+def test_a_junk_flood_writes_no_warning_per_refusal_and_one_when_the_address_is_throttled(client, deployment_a1, caplog):
+    """Django would log each 401 and 429 as a WARNING line: a flood of junk keys would be a flood of lines
+    (and cost a refused request as much again). Refusals log at DEBUG; the throttle's trip once, at WARNING."""
+    caplog.set_level(logging.DEBUG)
+    statuses = fail_from(client, "203.0.113.9", LIMIT + 20)
+
+    assert statuses == [401] * LIMIT + [429] * 20
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        f"address 203.0.113.9 throttled: {LIMIT + 1} failed authentications in the last minute (limit {LIMIT})"
+    ]
+    refusals = [r.getMessage() for r in caplog.records if r.name == "keyscope.auth" and r.levelno == logging.DEBUG]
+    assert refusals.count("refused invalid_key from 203.0.113.9") == LIMIT
+    assert refusals.count("refused rate_limited from 203.0.113.9") == 20
+    assert JUNK not in caplog.text
+
+
+def test_other_errors_are_still_logged_by_django(client, admin_a, caplog):
+    caplog.set_level(logging.WARNING)
+    response = client.get("/api/v1/orgs/org-a/deployments/no-such-deployment/", HTTP_AUTHORIZATION="Basic eA==")
+    assert response.status_code in (401, 403, 404)
+    assert any(r.name == "django.request" for r in caplog.records)
