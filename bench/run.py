@@ -98,6 +98,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _logs_to_stderr() -> None:
+    """This process logs at the servers' level, but its stdout is the report: log lines go to stderr, and the
+    bench's own HTTP client (httpx, a line per request at INFO) only says what goes wrong."""
+    import logging
+
+    for logger in (logging.getLogger(), logging.getLogger("django")):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def only_rows(variants: list[Any], only: str) -> list[Any]:
     """The rows BENCH_ONLY names, with the baseline every ratio needs (and `execute`'s own baseline)."""
     wanted = {name.strip() for name in only.split(",") if name.strip()} | {"baseline"}
@@ -128,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         import django
 
         django.setup()
+        _logs_to_stderr()
         from django.conf import settings
         from django.core.management import call_command
         from django.db import connections
