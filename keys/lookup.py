@@ -262,8 +262,8 @@ def _fetch_one(sql: str, params: list[Any]) -> Any:
     On PostgreSQL with nothing logging queries (a serving worker), one preparing cursor per
     connection is kept and reused, past Django's cursor wrappers: what they do for one
     statement (the health check, a broken transaction refused, errors wrapped, the
-    connection's answer noted for lib/db/postgresql) is done here, and the wrapper and a new
-    cursor per cold request cost about half what the database round trip does. Anything
+    connection's answer noted for lib/db/postgresql) is done here, saving the wrapper and a new
+    cursor per cold request (about 30 µs of a 200-300 µs lookup, measured back to back). Anything
     that logs queries (assertNumQueries, CaptureQueriesContext, DEBUG) gets Django's own
     cursor, so the lookup is counted and logged like any query.
     """
