@@ -14,7 +14,6 @@ from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework.views import set_rollback
 
 from backend.middleware import SERVICE_UNAVAILABLE_BODY, SERVICE_UNAVAILABLE_HEADERS, not_found
 
@@ -42,8 +41,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
-    if isinstance(exc, exceptions.APIException) and isinstance(exc.detail, str) and not isinstance(exc, exceptions.ValidationError):
-        return _error_response(exc)
     if isinstance(exc, DjangoValidationError):
         # Business rules raised by services and models keep the field -> messages form.
         messages = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
@@ -55,23 +52,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if isinstance(response.data, list):
             response.data = {"non_field_errors": response.data}
         return response
-    if isinstance(response.data, dict) and "detail" in response.data:
-        response.data.setdefault("code", "error")
-    return response
-
-
-def _error_response(exc: exceptions.APIException) -> Response:
-    """`{"detail", "code"}` with DRF's headers, built once: every refused key takes this path, junk floods too."""
-    headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]  # set by APIView.handle_exception
-    wait = getattr(exc, "wait", None)
-    if wait:
-        headers["Retry-After"] = str(int(wait))  # as DRF writes it
-    detail = exc.detail
-    code = "rate_limited" if isinstance(exc, exceptions.Throttled) else (getattr(detail, "code", None) or exc.default_code)
-    set_rollback()
-    response = Response({"detail": str(detail), "code": code}, status=exc.status_code, headers=headers)
     if getattr(exc, "quiet", False):  # lib.exceptions.quiet
         response._has_been_logged = True  # type: ignore[attr-defined]  # what django.utils.log.log_response checks
+    detail = getattr(exc, "detail", None)
+    if isinstance(exc, exceptions.APIException) and not isinstance(detail, (dict, list)):
+        code = getattr(detail, "code", None) or exc.default_code
+        if isinstance(exc, exceptions.Throttled):
+            code = "rate_limited"
+        response.data = {"detail": str(detail), "code": code}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data.setdefault("code", "error")
     return response
