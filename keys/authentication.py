@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -24,7 +25,7 @@ import lib.exceptions
 from keys import ratelimit, refusals, usage
 from keys.allowed_ips import address_allowed
 from keys.lookup import VerifiedKey
-from keys.verification import Target, verify
+from keys.verification import Screened, Target, screen, verify
 from lib.net import HTTP_WHITESPACE, client_ip
 
 FAILURE_DETAILS = {
@@ -67,12 +68,12 @@ class RateLimited(lib.exceptions.RateLimited):
         self.rate_limit = rate_limit
 
 
-def offered_key(request: Request) -> str | None:
+def offered_key(request: HttpRequest) -> str | None:
     """The key the client offered, "" for an empty `Bearer`, None when it offered none.
 
     A `Bearer` Authorization wins over X-Api-Key; another scheme is ignored.
     """
-    meta = request._request.META  # not through Request.__getattr__: this runs on every call
+    meta = request.META
     # Only HTTP's whitespace separates and surrounds: a key followed by an NBSP is not that key.
     authorization = meta.get("HTTP_AUTHORIZATION", "").strip(HTTP_WHITESPACE).replace("\t", " ")
     scheme, _, credentials = authorization.partition(" ")
@@ -85,7 +86,7 @@ def offered_key(request: Request) -> str | None:
 THROTTLED_DETAIL = "Too many failed authentications from this address. Try again later."
 
 
-def refuse(request: Request, code: str, address: str | None = None) -> exceptions.APIException:
+def refuse(request: HttpRequest | Request, code: str, address: str | None = None) -> exceptions.APIException:
     """A failed authentication: counted against the client address, 429 once it is over its limit.
 
     Quiet (lib.exceptions.quiet): no WARNING line per refusal from Django, which would turn a junk
@@ -103,6 +104,31 @@ def refuse(request: Request, code: str, address: str | None = None) -> exception
     return lib.exceptions.quiet(exceptions.AuthenticationFailed(FAILURE_DETAILS[code], code=code))
 
 
+SCREENED = "keyscope_screened"  # the HttpRequest's attribute: (candidate, what screen() answered for it)
+
+
+def screen_request(request: HttpRequest) -> exceptions.APIException | None:
+    """The refusal of a request whose key this worker refuses without a query (junk, a key no one has), else None.
+
+    Asked before DRF wraps the request (ClientAPIView.dispatch), so a flood of
+    such keys costs less than the traffic it would block. The refusal is
+    counted against the address like any other (refuse()); what was learnt of a
+    key that passes is kept on the request, for authenticate() not to ask again.
+    """
+    candidate = offered_key(request)
+    if candidate is None:
+        return None  # DRF's not_authenticated, in its own time
+    screened = screen(candidate)
+    setattr(request, SCREENED, (candidate, screened))
+    return refuse(request, "invalid_key") if screened.refused else None
+
+
+def _screened(request: Request, candidate: str) -> Screened | None:
+    """What screen_request() learnt of this candidate, when it ran for this request."""
+    early = request._request.__dict__.get(SCREENED)
+    return early[1] if early is not None and early[0] == candidate else None
+
+
 def meter_lookup(request: Request) -> None:
     """Before a key not verified yet costs a query: refuse it once a throttled address spent its lookups."""
     address = client_ip(request)
@@ -118,7 +144,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         self.enforce_rate_limit = enforce_rate_limit
 
     def authenticate(self, request: Request) -> tuple[AnonymousUser, KeyAuth] | None:
-        candidate = offered_key(request)
+        candidate = offered_key(request._request)  # not through Request.__getattr__: this runs on every call
         if candidate is None:
             return None
         # The deployment the URL names is fetched in the same query as a cold key (never before it).
@@ -126,6 +152,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             candidate,
             request.parser_context.get("kwargs", {}).get("deployment_slug"),
             before_lookup=lambda: meter_lookup(request),
+            screened=_screened(request, candidate),
         )
         if key is None:
             raise refuse(request, "invalid_key")

@@ -33,37 +33,75 @@ class Target:
     in_scope: bool | None  # whether a global key's list or groups hold it; None for other keys
 
 
-def verify(
-    candidate: str, deployment_slug: str | None = None, before_lookup: Callable[[], None] | None = None
-) -> tuple[VerifiedKey | None, Target | None]:
-    """The key a client offered (None when it is malformed or no key ever had it), and its Target.
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """What this worker can tell of a presented key without a query.
+
+    `key`: its cached verification. `found`: well formed, not cached, and maybe
+    some key's (the digest filter does not rule it out): to be looked up.
+    Neither: refused with no query, as malformed or as no key's.
+    """
+
+    key: VerifiedKey | None = None
+    found: crypto.Candidate | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.key is None and self.found is None
+
+
+REFUSED = Screened()
+
+
+def screen(candidate: str) -> Screened:
+    """The part of verify() that needs no query: the cache, the format and checksum, the digest filter.
 
     A warm key is answered from this worker's cache by its digest alone: only a
     well-formed key ever gets an entry, so its format needs no second check. A
     cold one has its format and checksum checked first, so junk never reaches the
     database, and one whose digest this worker's digest filter knows no key has
-    is unknown with no query either (keys/digest_filter.py); then `before_lookup`
-    may refuse it (by raising), then it is looked up, with the deployment
-    `deployment_slug` when given: the Target, for a key that passes, so the request needs no second query even with the cache off.
-    An imported UUID (any case) takes the same path, its one lookup searching
-    both kinds of key; with KEYSCOPE_ACCEPT_UUID_KEYS=false it is refused here,
-    before the cache and the database.
+    is unknown with no query either (keys/digest_filter.py). An imported UUID
+    (any case) takes the same path; with KEYSCOPE_ACCEPT_UUID_KEYS=false it is
+    refused here, before the cache and the database.
     """
     accept_uuid_keys = settings.KEYSCOPE_ACCEPT_UUID_KEYS
     key_digest = crypto.presented_digest(candidate, accept_uuid_keys=accept_uuid_keys)
     if key_digest is None:
-        return None, None
+        return REFUSED
     check_stamp()
     entry = local_cache.get(("key", key_digest))
     if entry is UNKNOWN:
-        return None, None
+        return REFUSED
     if entry is not MISSING:
-        return entry, None
+        return Screened(key=entry)
     found = crypto.well_formed(candidate, accept_uuid_keys=accept_uuid_keys)
+    if found is None or not digest_filter.might_hold(found.digest):
+        return REFUSED  # malformed, or no key has it (the filter is current): nothing cached
+    return Screened(found=found)
+
+
+def verify(
+    candidate: str,
+    deployment_slug: str | None = None,
+    before_lookup: Callable[[], None] | None = None,
+    screened: Screened | None = None,
+) -> tuple[VerifiedKey | None, Target | None]:
+    """The key a client offered (None when it is malformed or no key ever had it), and its Target.
+
+    First screen() (or what it answered for this candidate moments ago:
+    `screened`); a key it leaves to look up may then be refused by
+    `before_lookup` (by raising), then it is looked up, with the deployment
+    `deployment_slug` when given: the Target, for a key that passes, so the
+    request needs no second query even with the cache off. An imported UUID's
+    one lookup searches both kinds of key.
+    """
+    if screened is None:
+        screened = screen(candidate)
+    if screened.key is not None:
+        return screened.key, None
+    found = screened.found
     if found is None:
         return None, None
-    if not digest_filter.might_hold(found.digest):
-        return None, None  # no key has it (the filter is current): unknown without a query, nothing cached
     if before_lookup is not None:
         before_lookup()
     generation = local_cache.generation

@@ -11,6 +11,8 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,7 +21,7 @@ from rest_framework.views import APIView
 from deployments.models import Execution
 from deployments.services import execution_run
 from keys import crypto, refusals
-from keys.authentication import ApiKeyAuthentication, HasApiKey, KeyAuth, key_auth, rate_limit_headers
+from keys.authentication import ApiKeyAuthentication, HasApiKey, KeyAuth, key_auth, rate_limit_headers, screen_request
 from keys.leaks import stop_by_holder
 from keys.lookup import DeploymentRef, VerifiedKey
 from keys.scopes import DEPLOYMENTS_EXECUTE, EXECUTIONS_READ
@@ -99,6 +101,33 @@ class ClientAPIView(APIView):
 
     def get_permissions(self) -> tuple[HasApiKey, ...]:
         return self._permissions
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """DRF's dispatch, except for a key refused without a query (keys.authentication.screen_request):
+        answered before DRF wraps the request, negotiates and authenticates, with the response DRF's
+        handle_exception and finalize_response would give, so a junk flood costs less than real traffic."""
+        refusal = screen_request(request) if self._answers_refusals_early(request) else None
+        if refusal is None:
+            return super().dispatch(request, *args, **kwargs)
+        self.args, self.kwargs = args, kwargs
+        self.request = request  # type: ignore[assignment]  # what DRF's context and header helpers read of it
+        self.headers = self.default_response_headers
+        # The negotiation's answer whenever _answers_refusals_early holds: the one renderer, its own media type.
+        renderer = self.renderer_classes[0]()
+        request.accepted_renderer, request.accepted_media_type = renderer, renderer.media_type  # type: ignore[attr-defined]
+        self.response = self.finalize_response(request, self.handle_exception(refusal), *args, **kwargs)  # type: ignore[arg-type]
+        return self.response
+
+    def _answers_refusals_early(self, request: HttpRequest) -> bool:
+        """Whether this view authenticates by key, with one renderer and an Accept that asks nothing of it
+        (a media type parameter such as `indent` is DRF's to honour), so the early answer is DRF's own."""
+        authenticators = self.get_authenticators()
+        return (
+            bool(authenticators)
+            and isinstance(authenticators[0], ApiKeyAuthentication)
+            and len(self.renderer_classes) == 1
+            and ";" not in request.META.get("HTTP_ACCEPT", "")
+        )
 
     def handle_exception(self, exc: Exception) -> Response:
         response = super().handle_exception(exc)

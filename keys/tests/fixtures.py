@@ -10,6 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.test import override_settings
 from rest_framework.test import APIClient
+from rest_framework.views import APIView
 
 from deployments.services import group_create
 from deployments.tests.factories import DeploymentFactory
@@ -141,3 +142,17 @@ def other_admin_client(client_for, admin_b) -> APIClient:
 @pytest.fixture
 def superuser_client(client_for, superuser) -> APIClient:
     return client_for(superuser)
+
+
+@pytest.fixture
+def drf_requests(monkeypatch) -> list[object]:
+    """Every DRF Request the views build, to tell the early answer from DRF's."""
+    made: list[object] = []
+    initialize = APIView.initialize_request
+
+    def counting(self, request, *args, **kwargs):
+        made.append(request)
+        return initialize(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(APIView, "initialize_request", counting)
+    return made
