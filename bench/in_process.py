@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from bench.phases import run_phases
 from bench.seed import PopulationKey
 from bench.variants import THROTTLED_FAILED_AUTH_PER_MINUTE, Variant, run_pairs
 
@@ -138,8 +139,10 @@ def run_inprocess(variants: list[Variant], rounds: int, requests: int) -> dict[s
     _wait_for_invalidation_channel()
     _wait_for_digest_filter()
     samples = max(20, min(requests, 200))
-    # Enough fresh keys that no request of a burst repeats one (warm-up, bursts as itself and as a baseline, samples).
-    fresh_needed = 20 + 2 * rounds * (requests + 1) + samples
+    phase_rounds = max(3, rounds // 2)
+    # Enough fresh keys that no request of a burst repeats one (warm-up, bursts as itself and as a baseline, samples,
+    # the phases' bursts).
+    fresh_needed = 20 + (2 * rounds + phase_rounds) * (requests + 1) + samples
     calls = {v.id: _caller(client, v, fresh_needed) for v in variants}
     for v in variants:  # a pooled row's steady state: every key it will draw seen once
         for entry in (v.pool or []) if v.warm_passes else []:
@@ -166,6 +169,7 @@ def run_inprocess(variants: list[Variant], rounds: int, requests: int) -> dict[s
             return (time.perf_counter_ns() - started) / requests / 1000
 
     timings, pairs = run_pairs(variants, rounds, timed)
+    phases = run_phases(variants, calls, settings_of, phase_rounds, requests)
 
     results: dict[str, dict[str, Any]] = {}
     for v in variants:
@@ -181,6 +185,7 @@ def run_inprocess(variants: list[Variant], rounds: int, requests: int) -> dict[s
             "ratio": statistics.median(base / measured for base, measured in pairs[v.id]),
             "queries": len(captured.captured_queries) / samples,
             "query_kinds": {kind: count / samples for kind, count in sorted(kinds.items())},
+            "phases": phases[v.id],
         }
     return results
 

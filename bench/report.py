@@ -11,7 +11,7 @@ from importlib import metadata
 
 from bench.over_http import GUNICORN_THREADS, GUNICORN_WORKER_CLASS, GUNICORN_WORKERS, worker_connections
 from bench.seed import RATE_LIMIT_ON
-from bench.variants import BASELINE, Variant
+from bench.variants import BASELINE, SAME_AGAIN, Variant
 
 
 def _version(name: str) -> str:
@@ -106,6 +106,26 @@ def scale_table(variants: list[Variant], inproc: dict, http: dict | None) -> lis
             f"{_fmt(h and h['pg_per_request'], '.2f')} | {_fmt(h and h['redis_per_request'], '.2f')} |"
         )
     return lines
+
+
+def phase_lines(variants: list[Variant], inproc: dict) -> list[str]:
+    """Where each row's in-process time goes (bench/phases.py): the key check's phases, and what is in none."""
+    from bench.phases import PHASES
+
+    lines = [
+        "Where the time goes, in-process (bench/phases.py: perf_counter around each phase, separate bursts;"
+        " µs per request, medians over rounds). `+µs` is the row's cost over its baseline in these bursts;"
+        " `database` is part of `authenticate`; `other` is the part of `+µs` in no phase (the framework's"
+        " work outside them, and noise):",
+        "",
+        "| variant | µs/req | +µs | " + " | ".join(PHASES) + " | other |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in PHASES) + " | ---: |",
+    ]
+    for v in variants:
+        p = inproc[v.id]["phases"]
+        cells = " | ".join(f"{p[name]:.0f}" if p[name] >= 0.5 else "" for name in PHASES)
+        lines.append(f"| `{v.id}` | {p['whole']:.0f} | {p['over']:+.0f} | {cells} | {p['other']:+.0f} |")
+    return [*lines, ""]
 
 
 def round_trip_lines(variants: list[Variant], http: dict | None) -> list[str]:
@@ -226,6 +246,14 @@ def targets_lines(scales: list[tuple[dict, dict, dict | None, dict]]) -> list[st
             lines.append(
                 f"| `{vid}` 1 query, the key lookup (in-process); 1 lookup at the server, < 1.15 statements in all (HTTP)"
                 f" | {scale} | {q:.2f} | {_fmt(server, '.2f')} | | {verdict(ok)} |"
+            )
+        if SAME_AGAIN in inproc:
+            noise = [abs(inproc[SAME_AGAIN]["ratio"] - 1)] + ([abs(http[SAME_AGAIN]["ratio"] - 1)] if http else [])
+            lines.append(
+                f"| `{SAME_AGAIN}` (no target: identical requests, so how far a ratio strays by noise; worst"
+                f" {max(noise):.2f}) | {scale} | {inproc[SAME_AGAIN]['ratio']:.2f} |"
+                f" {_fmt(http[SAME_AGAIN]['ratio'] if http else None, '.2f')} |"
+                f" {_fmt(http[SAME_AGAIN]['cpu_ratio'] if http else None, '.2f')} | |"
             )
         revocation = traffic.get("revocation")
         if revocation:

@@ -22,10 +22,10 @@ from typing import Any
 
 from bench.in_process import profile_variant, run_inprocess
 from bench.over_http import Server, run_http
-from bench.report import environment_lines, round_trip_lines, scale_table, targets_lines, traffic_lines
+from bench.report import environment_lines, phase_lines, round_trip_lines, scale_table, targets_lines, traffic_lines
 from bench.seed import GROUPS, create_database, drop_database, seed
 from bench.traffic import memory_at, revocation_under_load
-from bench.variants import build_variants
+from bench.variants import BASELINE, SAME_AGAIN, build_variants
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = BASE_DIR / "bench" / "results" / "latest.md"
@@ -111,8 +111,9 @@ def _logs_to_stderr() -> None:
 
 
 def only_rows(variants: list[Any], only: str) -> list[Any]:
-    """The rows BENCH_ONLY names, with the baseline every ratio needs (and `execute`'s own baseline)."""
-    wanted = {name.strip() for name in only.split(",") if name.strip()} | {"baseline"}
+    """The rows BENCH_ONLY names, with the baseline every ratio needs, its noise (`baseline-again`) and
+    `execute`'s own baseline."""
+    wanted = {name.strip() for name in only.split(",") if name.strip()} | {BASELINE, SAME_AGAIN}
     if "execute" in wanted:
         wanted.add("execute-noauth")
     unknown = wanted - {v.id for v in variants}
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 "",
                 *scale_table(variants, inproc, http),
                 "",
+                *phase_lines(variants, inproc),
                 *round_trip_lines(variants, http),
                 *traffic_lines(traffic),
             ]

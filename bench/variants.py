@@ -48,8 +48,10 @@ class Variant:
 
 
 BASELINE = "baseline"
+SAME_AGAIN = "baseline-again"  # the baseline's request as a variant: what a ratio of identical requests comes out at
 VARIANT_IDS = [
     BASELINE,
+    SAME_AGAIN,
     "dep-warm",
     "dep-warm-limit",
     "global-all-warm",
@@ -93,6 +95,7 @@ def build_variants(fixtures: dict[str, Any], peer: bool) -> list[Variant]:
 
     variants = [
         Variant(BASELINE, "no auth (baseline)", path=f"/bench/noauth/{org}/{dep}/"),
+        Variant(SAME_AGAIN, "the baseline's request again, paired like every row: the ratios' noise", path=f"/bench/noauth/{org}/{dep}/"),
         Variant("dep-warm", "deployment key, warm, limit off", path=guarded, headers=bearer("dep")),
         Variant("dep-warm-limit", "deployment key, warm, Redis limit on", path=guarded, headers=bearer("dep_limit")),
         Variant("global-all-warm", "global allow_all key, warm, limit off", path=guarded, headers=bearer("global_all")),

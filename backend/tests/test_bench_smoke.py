@@ -54,12 +54,16 @@ def test_bench_prints_every_variant_with_numeric_ratios(tmp_path):
     scale_tables = [s for s in sections if not s.startswith("Targets")]
     assert len(scale_tables) == 2  # two scales in the tiny preset
     expected = KEYSCOPE_ROWS + ([PEER_ROW] if peer_installed else [])
-    for table in scale_tables:
-        rows = {m["id"]: line for line in table.splitlines() if (m := ROW.match(line))}
-        assert sorted(rows) == sorted(expected)
-        for line in rows.values():
+    for section in scale_tables:
+        tables = [block for block in section.split("\n\n") if block.startswith("| variant |")]
+        assert len(tables) == 2  # the figures, then where the time goes
+        figures, phases = ({m["id"]: line for line in t.splitlines() if (m := ROW.match(line))} for t in tables)
+        assert sorted(figures) == sorted(phases) == sorted(expected)
+        for line in figures.values():
             cells = [cell.strip() for cell in line.strip("|").split("|")]
             for column in RATIO_COLUMNS:
                 assert float(cells[column]) > 0, line
+        for line in phases.values():
+            assert float(line.strip("|").split("|")[1]) > 0, line  # µs per request
     if not peer_installed:
         assert "djangorestframework-api-key is not installed" in result.stdout
