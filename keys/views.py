@@ -8,6 +8,7 @@ itself is run and recorded by deployments/services.py.
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -26,6 +27,7 @@ from keys.leaks import stop_by_holder
 from keys.lookup import DeploymentRef, VerifiedKey
 from keys.scopes import DEPLOYMENTS_EXECUTE, EXECUTIONS_READ
 from keys.verification import can_execute, find_deployment, scope_slugs
+from lib.negotiation import FallbackContentNegotiation
 from lib.net import client_ip
 from lib.parsers import check_body_size, check_storable
 
@@ -104,29 +106,31 @@ class ClientAPIView(APIView):
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """DRF's dispatch, except for a key refused without a query (keys.authentication.screen_request):
-        answered before DRF wraps the request, negotiates and authenticates, with the response DRF's
-        handle_exception and finalize_response would give, so a junk flood costs less than real traffic."""
-        refusal = screen_request(request) if self._answers_refusals_early(request) else None
+        answered before DRF wraps the request and authenticates, with the response DRF's negotiation,
+        handle_exception and finalize_response give, so a junk flood costs less than real traffic."""
+        refusal = screen_request(request) if self._answers_refusals_early() else None
         if refusal is None:
             return super().dispatch(request, *args, **kwargs)
         self.args, self.kwargs = args, kwargs
         self.request = request  # type: ignore[assignment]  # what DRF's context and header helpers read of it
         self.headers = self.default_response_headers
-        # The negotiation's answer whenever _answers_refusals_early holds: the one renderer, its own media type.
-        renderer = self.renderer_classes[0]()
-        request.accepted_renderer, request.accepted_media_type = renderer, renderer.media_type  # type: ignore[attr-defined]
+        self.format_kwarg = self.get_format_suffix(**kwargs)
+        # DRF's negotiation, on what it reads of a request: its Accept header and its ?format= (the parity
+        # tests in keys/tests/limits/test_early_refusal.py pin this against DRF's own path).
+        asked = SimpleNamespace(META=request.META, headers=request.headers, query_params=request.GET)
+        negotiated = self.get_content_negotiator().select_renderer(asked, self.get_renderers(), self.format_kwarg)  # type: ignore[arg-type]
+        request.accepted_renderer, request.accepted_media_type = negotiated  # type: ignore[attr-defined]
         self.response = self.finalize_response(request, self.handle_exception(refusal), *args, **kwargs)  # type: ignore[arg-type]
         return self.response
 
-    def _answers_refusals_early(self, request: HttpRequest) -> bool:
-        """Whether this view authenticates by key, with one renderer and an Accept that asks nothing of it
-        (a media type parameter such as `indent` is DRF's to honour), so the early answer is DRF's own."""
+    def _answers_refusals_early(self) -> bool:
+        """Whether this view authenticates by key with the class itself (a subclass may check more) and
+        negotiates with the API's negotiation, which always answers (lib/negotiation.py), never a 406."""
         authenticators = self.get_authenticators()
         return (
             bool(authenticators)
-            and isinstance(authenticators[0], ApiKeyAuthentication)
-            and len(self.renderer_classes) == 1
-            and ";" not in request.META.get("HTTP_ACCEPT", "")
+            and type(authenticators[0]) is ApiKeyAuthentication
+            and isinstance(self.get_content_negotiator(), FallbackContentNegotiation)
         )
 
     def handle_exception(self, exc: Exception) -> Response:

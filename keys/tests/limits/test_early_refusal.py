@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from keys import authentication, crypto
+from keys import authentication, crypto, verification
 from keys.digest_filter import digest_filter
 from keys.tests.helpers import assert_error, execute, execution_url
 from keys.views import ClientAPIView
@@ -33,7 +33,7 @@ def answer(response) -> tuple[int, bytes, dict[str, str]]:
 
 def drf_only(monkeypatch) -> None:
     """The view as it was before the early answer: every request through DRF's dispatch."""
-    monkeypatch.setattr(ClientAPIView, "_answers_refusals_early", lambda self, request: False)
+    monkeypatch.setattr(ClientAPIView, "_answers_refusals_early", lambda self: False)
 
 
 REFUSED = {
@@ -103,12 +103,44 @@ def test_every_client_view_answers_early(client, deployment_key_a1, drf_requests
     assert drf_requests == []
 
 
-def test_an_accept_with_parameters_is_left_to_drf_which_honours_them(client, deployment_a1, drf_requests):
-    response = execute(client, "org-a", "a-one", "not-a-key", REMOTE_ADDR=ADDRESS, HTTP_ACCEPT="application/json; indent=4")
+ASKED = {
+    "no Accept": {},
+    "any, weighted": {"HTTP_ACCEPT": "*/*;q=0.1"},
+    "a browser's": {"HTTP_ACCEPT": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
+    "JSON, indented": {"HTTP_ACCEPT": "application/json; indent=4"},
+    "a format it lacks": {"QUERY_STRING": "format=xml"},
+}
 
-    assert_error(response, 401, "invalid_key")
-    assert b'\n    "detail"' in response.content
-    assert len(drf_requests) == 1
+
+@pytest.mark.parametrize("asked", ASKED)
+@pytest.mark.parametrize("method", ["get", "head", "options"])
+def test_the_early_answer_is_negotiated_as_drf_would(client, deployment_a1, monkeypatch, drf_requests, asked, method):
+    send = getattr(client, method)
+    headers = {"HTTP_AUTHORIZATION": "Bearer not-a-key", "REMOTE_ADDR": ADDRESS, **ASKED[asked]}
+
+    early = send("/api/v1/key/", **headers)
+    assert drf_requests == []
+    drf_only(monkeypatch)
+    through_drf = send("/api/v1/key/", **headers)
+
+    assert early.status_code == 401
+    assert answer(early) == answer(through_drf)
+    if asked == "JSON, indented" and method != "head":
+        assert b'\n    "detail"' in early.content
+
+
+def test_a_key_in_either_header_is_screened_as_the_one_offered(client, deployment_key_a1, drf_requests):
+    _, full_key = deployment_key_a1
+    junk = junk_checksum(full_key)
+    # A Bearer Authorization wins over X-Api-Key, an empty one included.
+    refused = client.get("/api/v1/key/", HTTP_AUTHORIZATION="Bearer ", HTTP_X_API_KEY=full_key, REMOTE_ADDR=ADDRESS)
+    accepted = client.get("/api/v1/key/", HTTP_AUTHORIZATION=f"Bearer {full_key}", HTTP_X_API_KEY=junk, REMOTE_ADDR=ADDRESS)
+    other_scheme = client.get("/api/v1/key/", HTTP_AUTHORIZATION="Basic Zm9vOmJhcg==", HTTP_X_API_KEY=full_key, REMOTE_ADDR=ADDRESS)
+
+    assert_error(refused, 401, "invalid_key")
+    assert accepted.status_code == 200, accepted.content
+    assert other_scheme.status_code == 200, other_scheme.content
+    assert len(drf_requests) == 2
 
 
 @pytest.mark.parametrize("offered", [None, ""], ids=["no key", "empty bearer"])
@@ -123,13 +155,15 @@ def test_no_key_and_an_empty_bearer_are_drfs_to_answer(client, deployment_a1, dr
 
 def test_a_valid_key_is_screened_once_per_request(client, deployment_key_a1, monkeypatch, drf_requests):
     screened: list[str] = []
-    screen = authentication.screen
+    screen = verification.screen
 
     def counting(candidate):
         screened.append(candidate)
         return screen(candidate)
 
+    # Both callers: the view's early screen, and verify() when authenticate has no answer to reuse.
     monkeypatch.setattr(authentication, "screen", counting)
+    monkeypatch.setattr(verification, "screen", counting)
     _, full_key = deployment_key_a1
     for _ in range(3):  # cold, then warm
         response = execute(client, "org-a", "a-one", full_key, REMOTE_ADDR=ADDRESS)
