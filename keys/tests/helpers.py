@@ -27,6 +27,14 @@ from organizations.tests.factories import TEST_PASSWORD
 # Client API -------------------------------------------------------------------
 
 
+def bad_checksum(full_key: str) -> str:
+    """The key with its last character changed, always to another one: the right shape, a wrong checksum.
+
+    Appending a fixed character instead fails one time in the alphabet's size, when the key already ends in it.
+    """
+    return full_key[:-1] + ("0" if full_key[-1] != "0" else "1")
+
+
 def bearer(full_key: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {full_key}"}
 

@@ -21,7 +21,7 @@ from deployments.models import Deployment
 from keys import crypto, verification_cache
 from keys.models import DeploymentKey, GlobalKeyDeployment
 from keys.tests.factories import import_deployment_key, import_global_key, issue_deployment_key, issue_global_key
-from keys.tests.helpers import bearer, execute
+from keys.tests.helpers import bad_checksum, bearer, execute
 from keys.usage import flush_usage
 from keys.verification_cache import local_cache
 
@@ -34,10 +34,9 @@ WARM_EXECUTE_QUERIES = 2
 
 
 def _mangled(full_key: str) -> list[str]:
-    flipped = "0" if full_key[-1] != "0" else "1"
     return [
         full_key[:-1],
-        full_key[:-1] + flipped,
+        bad_checksum(full_key),
         full_key[:10] + ("0" if full_key[10] != "0" else "1") + full_key[11:],
         "ksx_" + full_key[4:],
         full_key * 500,

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.tests.factories import import_deployment_key, import_global_key, issue_global_key
-from keys.tests.helpers import assert_error, execute
+from keys.tests.helpers import assert_error, bad_checksum, execute
 from lib import counters
 
 from .helpers import CREDENTIALS_URL, FULL_KEY, assert_no_full_key_in_any_email, last_event, report, works
@@ -32,9 +32,8 @@ def unknown_key(kind: crypto.KeyKind = "deployment") -> str:
 
 
 def malformed(full_key: str) -> list[str]:
-    flipped = "0" if full_key[-1] != "0" else "1"
     return [
-        full_key[:-1] + flipped,  # checksum
+        bad_checksum(full_key),  # checksum
         "ksx_" + full_key[4:],  # prefix
         full_key[:-1],  # length
         full_key + "0",
@@ -282,7 +281,7 @@ def test_no_reported_key_reaches_the_log(client, caplog, admin_a, deployment_key
     caplog.set_level("DEBUG")
     _, full_key = deployment_key_a1
 
-    report(client, full_key, unknown_key(), full_key[:-1] + "0")
+    report(client, full_key, unknown_key(), bad_checksum(full_key))
     report(client, 3)  # a 400
 
     assert caplog.records and not FULL_KEY.search(caplog.text)

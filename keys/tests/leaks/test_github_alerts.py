@@ -13,6 +13,7 @@ from keys import crypto
 from keys.models import AuditEvent, DeploymentKey, GlobalApiDeploymentKey
 from keys.services import key_revoke
 from keys.tests.factories import issue_global_key
+from keys.tests.helpers import bad_checksum
 
 from .github import GITHUB_URL, GitHubSigner, alert_body, post_alert, write_keys_file
 from .helpers import FULL_KEY, assert_no_full_key_in_any_email, last_event, works
@@ -64,7 +65,7 @@ def test_labels_say_which_tokens_are_or_were_keys(client, github, deployment_key
     _, old_secret, new_secret = in_grace_key_a
     revoked_row, revoked = issue_global_key(org_a, name="already revoked", allow_all_deployments=True)
     key_revoke(key=revoked_row, actor=None)
-    tokens = [current, old_secret, revoked, crypto.generate_key("global"), "not a key", current[:-1] + "0"]
+    tokens = [current, old_secret, revoked, crypto.generate_key("global"), "not a key", bad_checksum(current)]
 
     response = post_alert(client, alert_body(*tokens), github)
 

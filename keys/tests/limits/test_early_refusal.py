@@ -11,18 +11,13 @@ import pytest
 
 from keys import authentication, crypto, verification
 from keys.digest_filter import digest_filter
-from keys.tests.helpers import assert_error, execute, execution_url
+from keys.tests.helpers import assert_error, bad_checksum, execute, execution_url
 from keys.views import ClientAPIView
 
 pytestmark = pytest.mark.django_db
 
 ADDRESS = "203.0.113.8"
 LIMIT = 60  # KEYSCOPE_FAILED_AUTH_PER_MINUTE's default
-
-
-def junk_checksum(full_key: str) -> str:
-    """The key with its last character changed: the right shape, a wrong checksum."""
-    return full_key[:-1] + ("A" if full_key[-1] != "A" else "B")
 
 
 def answer(response) -> tuple[int, bytes, dict[str, str]]:
@@ -37,7 +32,7 @@ def drf_only(monkeypatch) -> None:
 
 
 REFUSED = {
-    "bad checksum": lambda key: junk_checksum(key),
+    "bad checksum": lambda key: bad_checksum(key),
     "wrong length": lambda key: key[:-3],
     "no prefix": lambda key: "not-a-key",
     "never issued": lambda key: crypto.generate_key("deployment"),
@@ -88,7 +83,7 @@ def test_each_refusal_counts_once_against_the_address(client, deployment_a1, mon
 
 
 def test_every_client_view_answers_early(client, deployment_key_a1, drf_requests):
-    junk = junk_checksum(deployment_key_a1[1])
+    junk = bad_checksum(deployment_key_a1[1])
     headers = {"HTTP_AUTHORIZATION": f"Bearer {junk}", "REMOTE_ADDR": ADDRESS}
     answers = [
         execute(client, "org-a", "a-one", junk, REMOTE_ADDR=ADDRESS),
@@ -131,7 +126,7 @@ def test_the_early_answer_is_negotiated_as_drf_would(client, deployment_a1, monk
 
 def test_a_key_in_either_header_is_screened_as_the_one_offered(client, deployment_key_a1, drf_requests):
     _, full_key = deployment_key_a1
-    junk = junk_checksum(full_key)
+    junk = bad_checksum(full_key)
     # A Bearer Authorization wins over X-Api-Key, an empty one included.
     refused = client.get("/api/v1/key/", HTTP_AUTHORIZATION="Bearer ", HTTP_X_API_KEY=full_key, REMOTE_ADDR=ADDRESS)
     accepted = client.get("/api/v1/key/", HTTP_AUTHORIZATION=f"Bearer {full_key}", HTTP_X_API_KEY=junk, REMOTE_ADDR=ADDRESS)
